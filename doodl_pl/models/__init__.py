@@ -1,0 +1,8 @@
+"""Noise-prediction models behind the ``eps(x, t, cond)`` protocol."""
+
+from .adapters import LatentUNetEps, PixelUNetEps
+from .analytic import AnalyticEps
+from .condition import TextCondition
+from .protocol import EpsModel, freeze
+
+__all__ = ["AnalyticEps", "EpsModel", "LatentUNetEps", "PixelUNetEps", "TextCondition", "freeze"]

@@ -1,0 +1,5 @@
+"""Small shared utilities."""
+
+from .memory import SavedTensorMeter
+
+__all__ = ["SavedTensorMeter"]
