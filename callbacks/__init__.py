@@ -1,3 +1,16 @@
 """Lightning callbacks for DOODL runs (installed as ``doodl_pl.callbacks``)."""
 
-__all__: list[str] = []
+from .image_logger import ImageLogger, make_grid
+from .metrics import StepMetrics
+from .perturb import PerturbLatents
+from .renormalize import RenormalizeLatents
+from .tie import TieLatents
+
+__all__ = [
+    "ImageLogger",
+    "PerturbLatents",
+    "RenormalizeLatents",
+    "StepMetrics",
+    "TieLatents",
+    "make_grid",
+]

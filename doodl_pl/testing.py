@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["tiny_text_condition", "tiny_unet", "sd15_unet"]
+__all__ = [
+    "build_tiny_aesthetic_head",
+    "build_tiny_classifier",
+    "build_tiny_clip",
+    "build_tiny_sd",
+    "sd15_unet",
+    "tiny_text_condition",
+    "tiny_unet",
+]
 
 
 def tiny_unet(seed: int = 0, cross_attention_dim: int = 16, dtype=torch.float32):
@@ -61,3 +69,116 @@ def tiny_text_condition(
     embeds = torch.randn(batch, length, dim, generator=g).to(dtype)
     null = torch.randn(1, length, dim, generator=g).to(dtype)
     return TextCondition(embeds, null, scale)
+
+
+def build_tiny_sd(path, seed: int = 0):
+    """Save a tiny random Stable Diffusion pipeline (16×16 images, 8×8×4 latents) to ``path``.
+
+    It has every part of a real SD-1.x directory (``model_index.json``, ``vae/``,
+    ``text_encoder/``, ``tokenizer/``, ``unet/``, ``scheduler/``) in safetensors, so it loads by
+    path through exactly the loaders real checkpoints use.
+    """
+    from pathlib import Path
+
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from .models.tokenizer import build_clip_tokenizer
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(8, 16),
+        latent_channels=4,
+        norm_num_groups=4,
+        layers_per_block=1,
+        sample_size=16,
+    )
+    text = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=16,
+            intermediate_size=32,
+            num_attention_heads=2,
+            num_hidden_layers=2,
+            vocab_size=49408,
+            max_position_embeddings=77,
+            projection_dim=16,
+        )
+    )
+    tokenizer = build_clip_tokenizer(path / "_tokenizer_src")
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text,
+        tokenizer=tokenizer,
+        unet=tiny_unet(seed),
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(path, safe_serialization=True)
+    import shutil
+
+    shutil.rmtree(path / "_tokenizer_src", ignore_errors=True)
+    return path
+
+
+TINY_CLIP_CONFIG = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 16, "layers": 1, "width": 32, "patch_size": 4, "head_width": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+def build_tiny_clip(directory, name: str = "tiny-clip", seed: int = 0):
+    """Write ``<name>.json`` (an open_clip model config) and ``<name>.safetensors`` (random)."""
+    import json
+    from pathlib import Path
+
+    import open_clip
+
+    from .utils.weights import save_weights
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg = directory / f"{name}.json"
+    cfg.write_text(json.dumps(TINY_CLIP_CONFIG))
+    open_clip.add_model_config(str(cfg))
+    torch.manual_seed(seed)
+    model = open_clip.create_model(name, pretrained=None)
+    weights = directory / f"{name}.safetensors"
+    save_weights(model.state_dict(), weights)
+    return cfg, weights
+
+
+def build_tiny_classifier(path, num_classes: int = 5, model_name: str = "resnet10t", seed: int = 0):
+    """Save a random timm classifier's weights as safetensors."""
+    import timm
+
+    from .utils.weights import save_weights
+
+    torch.manual_seed(seed)
+    model = timm.create_model(model_name, pretrained=False, num_classes=num_classes)
+    save_weights(model.state_dict(), path)
+    return path
+
+
+def build_tiny_aesthetic_head(path, dim: int = 16, seed: int = 0):
+    """Save a random linear aesthetic head (``weight``/``bias``) as safetensors."""
+    from .utils.weights import save_weights
+
+    g = torch.Generator().manual_seed(seed)
+    save_weights({"weight": torch.randn(1, dim, generator=g), "bias": torch.full((1,), 5.0)}, path)
+    return path

@@ -32,3 +32,30 @@ def cond(batch: int, dtype=torch.float64, scale: float = 7.5):
 def latents(batch: int, seed: int = 0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, 4, 8, 8, generator=g, dtype=dtype)
+
+
+@pytest.fixture(scope="session")
+def tiny_assets(tmp_path_factory):
+    """Tiny random SD pipeline, CLIP, classifier, aesthetic head and an input image, on disk."""
+    import numpy as np
+    from PIL import Image
+
+    from doodl_pl.testing import (
+        build_tiny_aesthetic_head,
+        build_tiny_classifier,
+        build_tiny_clip,
+        build_tiny_sd,
+    )
+
+    root = tmp_path_factory.mktemp("tiny")
+    cfg, w = build_tiny_clip(root)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(root / "photo.png")
+    return {
+        "sd": str(build_tiny_sd(root / "sd")),
+        "clip_cfg": str(cfg),
+        "clip_w": str(w),
+        "classifier": str(build_tiny_classifier(root / "cls.safetensors")),
+        "head": str(build_tiny_aesthetic_head(root / "head.safetensors")),
+        "image": str(root / "photo.png"),
+    }

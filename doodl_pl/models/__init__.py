@@ -3,6 +3,15 @@
 from .adapters import LatentUNetEps, PixelUNetEps
 from .analytic import AnalyticEps
 from .condition import TextCondition
+from .counting import CountingEps
 from .protocol import EpsModel, freeze
 
-__all__ = ["AnalyticEps", "EpsModel", "LatentUNetEps", "PixelUNetEps", "TextCondition", "freeze"]
+__all__ = [
+    "AnalyticEps",
+    "CountingEps",
+    "EpsModel",
+    "LatentUNetEps",
+    "PixelUNetEps",
+    "TextCondition",
+    "freeze",
+]

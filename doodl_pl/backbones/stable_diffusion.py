@@ -1,0 +1,133 @@
+"""A Stable-Diffusion-style latent text-to-image model: VAE, text encoder, UNet, scheduler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..hub import load_or_explain, resolve
+from ..models.adapters import LatentUNetEps
+from ..models.condition import TextCondition
+from ..models.protocol import freeze
+
+__all__ = ["StableDiffusion"]
+
+EDICT_SCHEDULER = {
+    "set_alpha_to_one": False,
+    "steps_offset": 0,
+    "timestep_spacing": "leading",
+    "clip_sample": False,
+}
+
+
+class StableDiffusion(nn.Module):
+    """Loads a diffusers Stable Diffusion directory or hub id, weights from safetensors only.
+
+    Args:
+        pretrained: local directory, hub id (e.g. ``runwayml/stable-diffusion-v1-5``) or the
+            package alias ``shapes64/sd``.
+        dtype: dtype of the UNet and text encoder (``float32``, ``float16``, ``bfloat16``).
+        vae_dtype: dtype of the VAE; ``None`` follows ``dtype``.
+        scheduler_overrides: DDIM config entries; defaults reproduce the EDICT reference
+            (timesteps 980…0 at T = 50, final ᾱ = ᾱ_0).
+        revision: hub revision.
+        local_files_only: never try the network.
+    """
+
+    def __init__(
+        self,
+        pretrained: str = "shapes64/sd",
+        dtype: str = "float32",
+        vae_dtype: str | None = None,
+        scheduler_overrides: dict[str, Any] | None = None,
+        revision: str | None = None,
+        local_files_only: bool = False,
+    ) -> None:
+        super().__init__()
+        from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        path = resolve(pretrained)
+        key = "model.init_args.backbone.init_args.pretrained"
+        kw = dict(revision=revision, local_files_only=local_files_only)
+        torch_dtype = getattr(torch, dtype)
+
+        vae_torch_dtype = getattr(torch, vae_dtype or dtype)
+
+        def load():
+            sub = dict(kw, use_safetensors=True)
+            vae = AutoencoderKL.from_pretrained(
+                path, subfolder="vae", torch_dtype=vae_torch_dtype, **sub
+            )
+            text = CLIPTextModel.from_pretrained(
+                path, subfolder="text_encoder", torch_dtype=torch_dtype, **sub
+            )
+            tok = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw)
+            unet = UNet2DConditionModel.from_pretrained(
+                path, subfolder="unet", torch_dtype=torch_dtype, **sub
+            )
+            sched_cfg = DDIMScheduler.load_config(path, subfolder="scheduler", **kw)
+            return vae, text, tok, unet, sched_cfg
+
+        vae, text, self.tokenizer, unet, sched_cfg = load_or_explain(key, pretrained, load)
+        overrides = dict(EDICT_SCHEDULER, **(scheduler_overrides or {}))
+        self.scheduler = DDIMScheduler.from_config(sched_cfg, **overrides)
+        self.vae = freeze(vae)
+        self.text_encoder = freeze(text)
+        self.unet = freeze(unet)
+        self.eps_model = LatentUNetEps(self.unet)
+        self.pretrained = pretrained
+
+    # -- shapes -------------------------------------------------------------------------------
+    @property
+    def vae_scale(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def latent_shape(self) -> tuple[int, int, int]:
+        size = self.unet.config.sample_size
+        return (self.unet.config.in_channels, size, size)
+
+    @property
+    def image_size(self) -> int:
+        return self.unet.config.sample_size * self.vae_scale
+
+    # -- text ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_prompts(self, prompts: list[str]) -> Tensor:
+        """``(B, L, D)`` last hidden states of the text encoder, padded to the model length."""
+        ids = self.tokenizer(
+            list(prompts),
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        ).input_ids.to(self.unet.device)
+        return self.text_encoder(ids)[0]
+
+    def condition(
+        self, prompts: list[str], negative: list[str] | None, guidance_scale: float
+    ) -> TextCondition:
+        """Prompt and null (or negative-prompt) embeddings for CFG."""
+        embeds = self.encode_prompts(prompts)
+        null = None
+        if guidance_scale != 1.0:
+            negative = negative or [""] * len(prompts)
+            null = self.encode_prompts([n or "" for n in negative])
+        return TextCondition(embeds, null, guidance_scale)
+
+    # -- pixels <-> latents ---------------------------------------------------------------------
+    def decode(self, latents: Tensor) -> Tensor:
+        """Latents → images in [0, 1], differentiable (clamped as in the reference code)."""
+        z = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
+        image = self.vae.decode(z).sample.float()
+        return (image / 2 + 0.5).clamp(0, 1)
+
+    @torch.no_grad()
+    def encode(self, images: Tensor, sample: bool = False, generator=None) -> Tensor:
+        """Images in [0, 1] → scaled latents (posterior mean, or a sample)."""
+        x = (images * 2 - 1).to(device=self.vae.device, dtype=self.vae.dtype)
+        dist = self.vae.encode(x).latent_dist
+        z = dist.sample(generator=generator) if sample else dist.mean
+        return z * self.vae.config.scaling_factor

@@ -1,0 +1,51 @@
+"""The loss interface: images in [0, 1] and the batch's per-item fields → one loss per item."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["ImageLoss", "LossContext"]
+
+
+@dataclass
+class LossContext:
+    """What a loss may read besides the images.
+
+    Attributes:
+        batch: per-item fields from the data (``prompt``, ``class_index``, ``reference_images``,
+            ``aesthetic_target``, ...), each a list of length B.
+        generators: one ``torch.Generator`` per item, seeded from the item's seed and the
+            optimisation step, so random crops do not depend on batch composition or rank.
+    """
+
+    batch: dict[str, list[Any]] = field(default_factory=dict)
+    generators: list[torch.Generator] | None = None
+
+    def generator(self, i: int) -> torch.Generator | None:
+        return None if self.generators is None else self.generators[i]
+
+    def field(self, name: str, i: int, default: Any = None) -> Any:
+        values = self.batch.get(name)
+        if values is None:
+            return default
+        value = values[i]
+        return default if value is None else value
+
+
+class ImageLoss(nn.Module):
+    """Base class: ``forward(images (B, 3, H, W) in [0, 1], ctx) → (B,)`` per-item losses.
+
+    Args:
+        weight: multiplies this loss when several are summed.
+    """
+
+    def __init__(self, weight: float = 1.0) -> None:
+        super().__init__()
+        self.weight = float(weight)
+
+    def forward(self, images: Tensor, ctx: LossContext) -> Tensor:
+        raise NotImplementedError

@@ -1,0 +1,241 @@
+"""What every generation method shares: backbone, losses, sampling, seeds and outputs."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+
+from ..backbones.stable_diffusion import StableDiffusion
+from ..data.images import load_image
+from ..losses.base import ImageLoss, LossContext
+from ..models.condition import TextCondition
+from ..models.counting import CountingEps
+from ..outputs import OutputWriter
+from ..sampling.edict import EdictChain, check_mix
+from ..sampling.schedule import Schedule
+from ..utils.seeding import item_generator
+
+__all__ = ["GenerationModule"]
+
+STREAM_CROPS, STREAM_PERTURB, STREAM_ENCODE, STREAM_CANDIDATE = 1, 2, 3, 4
+
+
+class GenerationModule(pl.LightningModule):
+    """Base class for DOODL and its baselines.
+
+    Args:
+        backbone: the diffusion model (VAE, text encoder, UNet, scheduler).
+        loss: one loss or a list, summed with their ``weight``; optional for vanilla generation.
+        num_inference_steps: T, the sampling steps.
+        guidance_scale: classifier-free guidance scale.
+        mix: EDICT mixing weight p, in (0, 1].
+        strength: fraction of the schedule executed (editing strength), in (0, 1].
+        state_dtype: dtype of the EDICT latent-state arithmetic.
+        inversion_prompt: prompt for EDICT-inverting real images; ``None`` uses the item prompt.
+        inversion_guidance_scale: CFG scale during inversion.
+        encode_sample: encode real images with a posterior sample (seeded) instead of the mean.
+        output_dir: where ``images/`` and ``manifest.jsonl`` go.
+        retry_failed: rerun items whose manifest status is ``failed``.
+    """
+
+    batch_repeats = 1
+    method = "generate"
+
+    def __init__(
+        self,
+        backbone: StableDiffusion,
+        loss: ImageLoss | list[ImageLoss] | None = None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 7.5,
+        mix: float = 0.93,
+        strength: float = 1.0,
+        state_dtype: str = "float64",
+        inversion_prompt: str | None = "",
+        inversion_guidance_scale: float = 1.0,
+        encode_sample: bool = False,
+        output_dir: str = "outputs/run",
+        retry_failed: bool = False,
+    ) -> None:
+        super().__init__()
+        key = "model.init_args"
+        if num_inference_steps < 1:
+            raise ValueError(f"`{key}.num_inference_steps` must be >= 1, got {num_inference_steps}")
+        for name, value in (
+            ("guidance_scale", guidance_scale),
+            ("inversion_guidance_scale", inversion_guidance_scale),
+        ):
+            if value < 0:
+                raise ValueError(f"`{key}.{name}` must be >= 0, got {value}")
+        if not 0 < strength <= 1:
+            raise ValueError(f"`{key}.strength` must be in (0, 1], got {strength}")
+        if state_dtype not in ("float64", "float32"):
+            raise ValueError(
+                f"`{key}.state_dtype` must be 'float64' or 'float32', got {state_dtype!r}"
+            )
+        self.backbone = backbone
+        losses = [] if loss is None else (list(loss) if isinstance(loss, (list, tuple)) else [loss])
+        self.losses = torch.nn.ModuleList(losses)
+        self.eps = CountingEps(backbone.eps_model)
+        self.num_inference_steps = num_inference_steps
+        self.guidance_scale = float(guidance_scale)
+        self.mix = check_mix(mix, f"{key}.mix")
+        self.strength = strength
+        self.state_dtype = getattr(torch, state_dtype)
+        self.inversion_prompt = inversion_prompt
+        self.inversion_guidance_scale = inversion_guidance_scale
+        self.encode_sample = encode_sample
+        self.writer = OutputWriter(output_dir)
+        self.retry_failed = retry_failed
+        self.run_config: str | None = None
+        self.failed_ids: set[str] = set()
+        self._schedule: Schedule | None = None
+        self._t0 = 0.0
+
+    def train(self, mode: bool = True):
+        """Lightning switches everything to train mode at fit start; frozen models must stay in
+        eval mode (no dropout), or generation would not be deterministic."""
+        super().train(mode)
+        self.backbone.eval()
+        self.losses.eval()
+        return self
+
+    # -- bookkeeping --------------------------------------------------------------------------
+    def finished_ids(self) -> set[str]:
+        return self.writer.finished_ids(include_failed=not self.retry_failed)
+
+    def setup(self, stage: str) -> None:
+        self.writer.prepare()
+        trainer = self.trainer
+        if trainer.world_size > 1 and trainer._accelerator_connector.use_distributed_sampler:
+            raise ValueError(
+                "`trainer.use_distributed_sampler` must be false: doodl_pl shards items itself "
+                "(a distributed sampler would shuffle and duplicate them)"
+            )
+
+    @property
+    def schedule(self) -> Schedule:
+        if self._schedule is None:
+            self._schedule = Schedule.from_scheduler(
+                self.backbone.scheduler, self.num_inference_steps, self.strength
+            )
+        return self._schedule
+
+    def chain(self, cond: TextCondition) -> EdictChain:
+        return EdictChain(self.eps, self.schedule, cond, self.mix, self.state_dtype)
+
+    # -- items → conditioning and initial latents -----------------------------------------------
+    def condition(
+        self,
+        items: list[dict[str, Any]],
+        scale: float | None = None,
+        prompts: list[str] | None = None,
+    ) -> TextCondition:
+        prompts = prompts if prompts is not None else [it["prompt"] for it in items]
+        negative = [it.get("negative_prompt") or "" for it in items]
+        return self.backbone.condition(
+            prompts, negative, self.guidance_scale if scale is None else scale
+        )
+
+    def noise(self, seed: int, *stream: int) -> Tensor:
+        """x_T ~ N(0, I) from the item's seed alone (CPU generator: identical on every device)."""
+        g = (
+            torch.Generator().manual_seed(int(seed))
+            if not stream
+            else item_generator(seed, *stream)
+        )
+        return torch.randn(self.backbone.latent_shape(), generator=g)
+
+    @torch.no_grad()
+    def invert_images(self, items: list[dict[str, Any]]) -> tuple[Tensor, Tensor]:
+        """Load, VAE-encode and EDICT-invert the items' images → untied (x_T, y_T)."""
+        size = self.backbone.image_size
+        images = torch.stack(
+            [load_image(it["image"], size, where=f"item {it['id']!r} `image`") for it in items]
+        ).to(self.device)
+        latents = []
+        for i, it in enumerate(items):
+            g = item_generator(it["seed"], STREAM_ENCODE) if self.encode_sample else None
+            latents.append(self.backbone.encode(images[i : i + 1], self.encode_sample, g))
+        z0 = torch.cat(latents)
+        prompts = [
+            self.inversion_prompt if self.inversion_prompt is not None else it["prompt"]
+            for it in items
+        ]
+        cond = self.condition(items, self.inversion_guidance_scale, prompts)
+        return self.chain(cond).invert(z0, z0)
+
+    def initial_latents(self, items: list[dict[str, Any]]) -> tuple[Tensor, Tensor, Tensor]:
+        """(x_T, y_T, is_edit) for a batch: seeded noise, or inverted images for edit items."""
+        xs = [self.noise(it["seed"]).to(self.device, self.state_dtype) for it in items]
+        ys = [x.clone() for x in xs]
+        edit = torch.tensor([bool(it.get("image")) for it in items], device=self.device)
+        if edit.any():
+            idx = [i for i, it in enumerate(items) if it.get("image")]
+            xe, ye = self.invert_images([items[i] for i in idx])
+            for j, i in enumerate(idx):
+                xs[i], ys[i] = xe[j], ye[j]
+        return torch.stack(xs), torch.stack(ys), edit
+
+    # -- losses -------------------------------------------------------------------------------
+    def loss_context(self, items: list[dict[str, Any]], step: int, image: int = 0) -> LossContext:
+        batch = {k: [it.get(k) for it in items] for k in items[0]} if items else {}
+        gens = [item_generator(it["seed"], STREAM_CROPS, step, image) for it in items]
+        return LossContext(batch, gens)
+
+    def item_losses(self, images: Tensor, ctx: LossContext) -> Tensor:
+        """Weighted sum of all losses, per item."""
+        total = images.new_zeros(images.shape[0], dtype=torch.float32)
+        for loss in self.losses:
+            total = total + loss.weight * loss(images, ctx).float()
+        return total
+
+    @torch.no_grad()
+    def evaluate(self, latents: Tensor, items, step: int) -> tuple[Tensor, Tensor]:
+        """Decode final latents and score them (no graph)."""
+        images = self.backbone.decode(latents)
+        if not self.losses:
+            return images, torch.full((len(items),), float("nan"))
+        return images, self.item_losses(images, self.loss_context(items, step))
+
+    # -- outputs ------------------------------------------------------------------------------
+    def write_item(
+        self, item: dict[str, Any], image: Tensor | None, record: dict[str, Any]
+    ) -> None:
+        """Write the PNG (unless ``image`` is None: a failed item) and then its manifest line."""
+        if record.get("status") == "failed":
+            self.failed_ids.add(item["id"])
+        text = {
+            "prompt": item.get("prompt", ""),
+            "seed": str(item["seed"]),
+            "id": item["id"],
+            "method": self.method,
+        }
+        if self.run_config:
+            text["config"] = self.run_config
+        if image is not None:
+            self.writer.write_image(item["id"], image, text)
+        row = {
+            "id": item["id"],
+            "prompt": item.get("prompt", ""),
+            "seed": item["seed"],
+            "method": self.method,
+            "rank": self.global_rank,
+            **record,
+        }
+        self.writer.append(json.loads(json.dumps(row, default=_jsonable)))
+
+    def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
+        if batch["step"] == 0:
+            self._t0 = time.perf_counter()
+            self.eps.reset()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Tensor):
+        return value.tolist()
+    return float(value)

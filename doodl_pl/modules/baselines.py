@@ -1,0 +1,205 @@
+"""Baselines through the same CLI: vanilla, one-step classifier guidance, best-of-N."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from ..models.condition import TextCondition
+from ..sampling.ddim import DdimChain
+from ..utils.seeding import mix_seed
+from .base import STREAM_CANDIDATE, GenerationModule
+
+__all__ = ["BestOfNModule", "GuidedEps", "OneStepGuidanceModule", "VanillaModule"]
+
+
+class VanillaModule(GenerationModule):
+    """Plain generation (EDICT or DDIM), no guidance; the loss, if given, is only reported.
+
+    Args:
+        sampler: ``edict`` or ``ddim``.
+        **kwargs: see :class:`GenerationModule`.
+    """
+
+    method = "vanilla"
+
+    def __init__(self, *args: Any, sampler: Literal["edict", "ddim"] = "edict", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if sampler not in ("edict", "ddim"):
+            raise ValueError(
+                f"`model.init_args.sampler` must be 'edict' or 'ddim', got {sampler!r}"
+            )
+        self.sampler = sampler
+        self.automatic_optimization = False
+
+    def configure_optimizers(self):
+        return None
+
+    @torch.no_grad()
+    def generate(self, x: Tensor, y: Tensor, cond: TextCondition, eps=None) -> Tensor:
+        model = eps or self.eps
+        if self.sampler == "ddim":
+            return DdimChain(model, self.schedule, cond, self.state_dtype).sample(x)
+        chain = self.chain(cond)
+        chain.model = model
+        return chain.sample(x, y)[0]
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        items = batch["items"]
+        x, y, _ = self.initial_latents(items)
+        cond = self.condition(items)
+        x0 = self.generate(x, y, cond, self.guided_eps(items))
+        images, losses = self.evaluate(x0, items, 0)
+        self.write_batch(batch, images, losses, [[float(v)] for v in losses])
+
+    def guided_eps(self, items):
+        return None
+
+    def write_batch(self, batch, images, losses, history, extra=None) -> None:
+        calls, vjps = self.eps.reset()
+        wall = time.perf_counter() - self._t0
+        n = len(batch["items"])
+        for i, item in enumerate(batch["items"]):
+            if batch["pad"][i]:
+                continue
+            end = float(losses[i])
+            failed = None if (math.isfinite(end) or not self.losses) else f"non-finite loss ({end})"
+            record = {
+                "status": "failed" if failed else "ok",
+                "loss_start": history[i][0],
+                "loss_end": end,
+                "losses": history[i],
+                "wall_s": wall / n,
+                "batch_wall_s": wall,
+                "unet_calls": calls + vjps,
+                "unet_forwards": calls,
+                "unet_vjps": vjps,
+                "sampler": self.sampler,
+                **((extra or [{}] * n)[i]),
+            }
+            if failed:
+                record["reason"] = failed
+            self.write_item(item, None if failed else images[i], record)
+
+
+class GuidedEps:
+    """ε̂ = ε − sqrt(1 − ᾱ_t) · s · (−∇_{x_t} L(D(x̂_0))), x̂_0 = (x_t − sqrt(1 − ᾱ_t) ε) / sqrt(ᾱ_t).
+
+    The one-step classifier-guidance baseline: the loss sees a one-step estimate of the clean
+    image at every denoising step.
+    """
+
+    def __init__(self, module: GenerationModule, items: list[dict[str, Any]], scale: float):
+        self.module, self.items, self.scale = module, items, scale
+        self.acp = module.backbone.scheduler.alphas_cumprod
+        self.calls = 0
+
+    def eps(self, x: Tensor, t, cond) -> Tensor:
+        m = self.module
+        ab = float(self.acp[int(t)])
+        with torch.enable_grad():
+            z = x.detach().requires_grad_(True)
+            e = m.eps.eps(z, t, cond)
+            x0_hat = (z - (1 - ab) ** 0.5 * e) / ab**0.5
+            images = m.backbone.decode(x0_hat)
+            loss = m.item_losses(images, m.loss_context(self.items, self.calls)).sum()
+            (g,) = torch.autograd.grad(loss, z)
+        self.calls += 1
+        return (e.detach() + (1 - ab) ** 0.5 * self.scale * g.nan_to_num(0.0)).to(x.dtype)
+
+
+class OneStepGuidanceModule(VanillaModule):
+    """One-step classifier guidance on x̂_0 at every denoising step (the paper's baseline).
+
+    Args:
+        loss_scale: s, the guidance scale on the loss gradient.
+        **kwargs: see :class:`VanillaModule`.
+    """
+
+    method = "one_step"
+
+    def __init__(self, *args: Any, loss_scale: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.losses:
+            raise ValueError("one-step guidance needs a loss: set `model.init_args.loss`")
+        if loss_scale < 0:
+            raise ValueError(f"`model.init_args.loss_scale` must be >= 0, got {loss_scale}")
+        self.loss_scale = loss_scale
+
+    def guided_eps(self, items):
+        return GuidedEps(self, items, self.loss_scale)
+
+
+class BestOfNModule(VanillaModule):
+    """Generate N candidates per item from derived seeds and keep the lowest-loss one.
+
+    Candidate 0 uses the item's own seed (so it equals the vanilla image); candidate j > 0 uses
+    a seed derived from (seed, j). By default N matches DOODL's UNet calls per item: DOODL with
+    m steps costs 2T forwards + 2T forwards + 2T VJPs per step (reversible engine) plus a final
+    2T generation, i.e. (6m + 2)·T calls; a candidate costs 2T, so N = 3m + 1.
+
+    Args:
+        n_candidates: N; ``None`` derives it from ``match_opt_steps``.
+        match_opt_steps: the DOODL m to match.
+        candidate_batch: candidates generated together.
+        **kwargs: see :class:`VanillaModule`.
+    """
+
+    method = "best_of_n"
+
+    def __init__(
+        self,
+        *args: Any,
+        n_candidates: int | None = None,
+        match_opt_steps: int = 50,
+        candidate_batch: int = 8,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.losses:
+            raise ValueError(
+                "best-of-N needs a loss to rank candidates: set `model.init_args.loss`"
+            )
+        n = n_candidates if n_candidates is not None else 3 * match_opt_steps + 1
+        if n < 1:
+            raise ValueError(f"`model.init_args.n_candidates` must be >= 1, got {n}")
+        self.n_candidates, self.candidate_batch = n, max(1, candidate_batch)
+
+    def candidate_seed(self, seed: int, j: int) -> int:
+        return int(seed) if j == 0 else mix_seed(seed, STREAM_CANDIDATE, j)
+
+    @torch.no_grad()
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        items = batch["items"]
+        best_img: list[Tensor | None] = [None] * len(items)
+        best = torch.full((len(items),), math.inf)
+        chosen = [0] * len(items)
+        history: list[list[float]] = [[] for _ in items]
+        for i, item in enumerate(items):
+            for j0 in range(0, self.n_candidates, self.candidate_batch):
+                js = list(range(j0, min(self.n_candidates, j0 + self.candidate_batch)))
+                cands = [dict(item, seed=self.candidate_seed(item["seed"], j)) for j in js]
+                x = torch.stack([self.noise(c["seed"]) for c in cands]).to(
+                    self.device, self.state_dtype
+                )
+                x0 = self.generate(x, x.clone(), self.condition(cands))
+                images, losses = self.evaluate(x0, [item] * len(js), 0)
+                for k, j in enumerate(js):
+                    value = float(losses[k])
+                    history[i].append(value)
+                    if value < best[i]:
+                        best[i], best_img[i], chosen[i] = value, images[k], j
+        images = torch.stack([b if b is not None else torch.zeros(3, 1, 1) for b in best_img])
+        extra = [
+            {
+                "n_candidates": self.n_candidates,
+                "chosen_candidate": c,
+                "chosen_seed": self.candidate_seed(it["seed"], c),
+            }
+            for it, c in zip(items, chosen, strict=True)
+        ]
+        self.write_batch(batch, images, best, history, extra)

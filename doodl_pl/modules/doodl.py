@@ -1,0 +1,229 @@
+"""DOODL: optimise each item's initial EDICT pair through the whole sampling chain."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.optim import Optimizer
+
+from ..engines.base import GradientEngine
+from ..engines.reversible import ReversibleEngine
+from ..optim.doodl_sgd import DoodlSGD
+from .base import GenerationModule
+
+__all__ = ["DoodlModule", "LatentBank"]
+
+
+class LatentBank(nn.Module):
+    """The learnable (x_T, y_T) of the items in the current batch, one row per item.
+
+    Attributes:
+        x, y: ``(capacity, C, h, w)`` parameters; rows ``[:n]`` are live.
+        norm: per-item ‖x_T‖ at initialisation (renormalisation target).
+        tie, renorm: per-item masks (real-image edits are neither tied nor renormalised).
+    """
+
+    def __init__(self, capacity: int, shape: tuple[int, ...], dtype: torch.dtype) -> None:
+        super().__init__()
+        self.x = nn.Parameter(torch.zeros(capacity, *shape, dtype=dtype))
+        self.y = nn.Parameter(torch.zeros(capacity, *shape, dtype=dtype))
+        self.n = 0
+        self.norm = self.tie = self.renorm = None
+        self.seeds: list[int] = []
+        self.step = 0
+
+    @torch.no_grad()
+    def load(self, x: Tensor, y: Tensor, tie: Tensor, renorm: Tensor, seeds: list[int]) -> None:
+        n = x.shape[0]
+        self.x.zero_()
+        self.y.zero_()
+        self.x[:n] = x
+        self.y[:n] = y
+        self.n, self.seeds, self.step = n, list(seeds), 0
+        self.norm = x.flatten(1).norm(dim=1)
+        self.tie, self.renorm = tie, renorm
+
+    def live(self) -> tuple[Tensor, Tensor]:
+        return self.x[: self.n], self.y[: self.n]
+
+
+class DoodlModule(GenerationModule):
+    """Direct Optimization Of Diffusion Latents (Wallace et al. 2023).
+
+    One ``training_step`` is one optimisation step for the current batch of items: EDICT
+    sampling with the configured engine, VAE decode of both x_0 and y_0, the loss summed over
+    both images, and the optimizer's update of (x_T, y_T). Perturbation, tying and
+    renormalisation run as callbacks right after the update.
+
+    Args:
+        engine: gradient engine (default ``ReversibleEngine``).
+        optimizer: optimizer factory over the latent pair (default ``DoodlSGD()``, λ = 0.5).
+        opt_steps: m, optimisation steps per item.
+        tie: average x and y gradients and latents (generation only; never for edits).
+        perturb_std: std of the Gaussian perturbation after each update (0 disables).
+        renormalize: renormalise each latent to its initial norm (generation only).
+        keep_best: output the lowest-loss iterate instead of the last.
+        **kwargs: see :class:`GenerationModule`.
+    """
+
+    method = "doodl"
+
+    def __init__(
+        self,
+        *args: Any,
+        engine: GradientEngine | None = None,
+        optimizer: Callable[[Iterable], Optimizer] | None = None,
+        opt_steps: int = 50,
+        tie: bool = True,
+        perturb_std: float = 1e-4,
+        renormalize: bool = True,
+        keep_best: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if opt_steps < 1:
+            raise ValueError(f"`model.init_args.opt_steps` must be >= 1, got {opt_steps}")
+        if perturb_std < 0:
+            raise ValueError(f"`model.init_args.perturb_std` must be >= 0, got {perturb_std}")
+        if not self.losses:
+            raise ValueError("DOODL needs a loss: set `model.init_args.loss`")
+        self.engine = engine or ReversibleEngine()
+        self.optimizer_factory = optimizer
+        self.opt_steps = opt_steps
+        self.tie, self.perturb_std, self.renormalize = tie, perturb_std, renormalize
+        self.keep_best = keep_best
+        self.batch_repeats = opt_steps
+        self.latents: LatentBank | None = None
+        # Per-rank latents are private: DDP must neither broadcast nor average them.
+        self._ddp_params_and_buffers_to_ignore = ["latents.x", "latents.y"]
+        # DDP refuses a module without trainable parameters; this one only keeps ranks in step.
+        self.ddp_anchor = nn.Parameter(torch.zeros(()))
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self.latents is None:
+            capacity = getattr(self.trainer.datamodule, "batch_size", 1) if self.trainer else 1
+            self.latents = LatentBank(capacity, self.backbone.latent_shape(), self.state_dtype)
+
+    def configure_optimizers(self) -> Optimizer:
+        groups = [{"params": [self.latents.x, self.latents.y], "pair": True}]
+        if self.optimizer_factory is None:
+            return DoodlSGD(groups)
+        return self.optimizer_factory(groups)
+
+    def configure_callbacks(self):
+        from ..callbacks import PerturbLatents, RenormalizeLatents, TieLatents
+
+        return [PerturbLatents(self.perturb_std), TieLatents(), RenormalizeLatents()]
+
+    # -- one batch ----------------------------------------------------------------------------
+    def _begin(self, items: list[dict[str, Any]]) -> None:
+        x, y, edit = self.initial_latents(items)
+        tie = (~edit) & self.tie
+        renorm = (~edit) & self.renormalize
+        self.latents.load(x, y, tie, renorm, [it["seed"] for it in items])
+        opt = self.trainer.optimizers[0]
+        opt.state.clear()
+        for group in opt.param_groups:
+            if group.get("pair"):
+                group["tie_mask"] = torch.cat(
+                    [tie, tie.new_zeros(self.latents.x.shape[0] - len(items))]
+                )
+        self._cond = self.condition(items)
+        self._history: list[list[float]] = [[] for _ in items]
+        self._failed: list[str | None] = [None] * len(items)
+        self._best = [(math.inf, None) for _ in items]
+        self._drift: list[float] = []
+        self._step_seconds: list[float] = []
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+        items, step = batch["items"], batch["step"]
+        t0 = time.perf_counter()
+        if step == 0:
+            self._begin(items)
+        self.latents.step = step
+        n = len(items)
+        x, y = self.latents.live()
+        x0, y0 = self.engine(self.chain(self._cond), (x, y))
+        images = self.backbone.decode(torch.cat([x0, y0]))
+        per_image = [
+            self.item_losses(images[k * n : (k + 1) * n], self.loss_context(items, step, k))
+            for k in range(2)
+        ]
+        per_item = per_image[0] + per_image[1]
+        ok = torch.isfinite(per_item)
+        for i in range(n):
+            value = float(per_item[i])
+            self._history[i].append(value)
+            if not math.isfinite(value) and self._failed[i] is None:
+                self._failed[i] = f"non-finite loss ({value}) at optimisation step {step}"
+            if self.keep_best and math.isfinite(value) and value < self._best[i][0]:
+                self._best[i] = (value, (x[i].detach().clone(), y[i].detach().clone()))
+        self.last_images = images[:n].detach()
+        self._ok = ok
+        loss = torch.where(ok, per_item, torch.zeros_like(per_item)).sum()
+        if ok.any():
+            self.log("train/loss", per_item[ok].mean(), prog_bar=True, batch_size=n)
+        self._step_seconds.append(time.perf_counter() - t0)
+        return loss + 0.0 * self.ddp_anchor
+
+    def on_after_backward(self) -> None:
+        """A failed item's gradient may be NaN; zero it so the others go on unharmed."""
+        if bool(self._ok.all()):
+            return
+        bad = ~self._ok
+        for p in (self.latents.x, self.latents.y):
+            if p.grad is not None:
+                p.grad[: bad.shape[0]][bad] = 0
+                p.grad.nan_to_num_(0.0, 0.0, 0.0)
+
+    def on_train_batch_end(self, outputs, batch: dict[str, Any], batch_idx: int) -> None:
+        if isinstance(self.engine, ReversibleEngine) and self.engine.last_drift is not None:
+            self._drift.append(self.engine.last_drift)
+        if batch["last"]:
+            self._finish(batch)
+
+    @torch.no_grad()
+    def _finish(self, batch: dict[str, Any]) -> None:
+        items, pads = batch["items"], batch["pad"]
+        x, y = self.latents.live()
+        x0, _ = self.chain(self._cond).sample(x, y)
+        images, final = self.evaluate(x0, items, self.opt_steps)
+        calls, vjps = self.eps.reset()
+        wall = time.perf_counter() - self._t0
+        for i, item in enumerate(items):
+            if pads[i]:
+                continue
+            image, end = images[i], float(final[i])
+            chosen = "last"
+            if self.keep_best and self._best[i][1] is not None and self._best[i][0] < end:
+                bx, by = self._best[i][1]
+                bx0, _ = self.chain(self._cond.select(slice(i, i + 1))).sample(bx[None], by[None])
+                image, end, chosen = self.backbone.decode(bx0)[0], self._best[i][0], "best"
+            failed = self._failed[i] or (
+                None if math.isfinite(end) else f"non-finite final loss ({end})"
+            )
+            record = {
+                "status": "failed" if failed else "ok",
+                "loss_start": self._history[i][0],
+                "loss_end": end,
+                "losses": self._history[i] + [float(final[i])],
+                "output": chosen,
+                "opt_steps": self.opt_steps,
+                "wall_s": wall / max(1, len(items)),
+                "batch_wall_s": wall,
+                "sec_per_step": sum(self._step_seconds) / max(1, len(self._step_seconds)),
+                "unet_calls": calls + vjps,
+                "unet_forwards": calls,
+                "unet_vjps": vjps,
+                "max_drift": max(self._drift) if self._drift else None,
+            }
+            if failed:
+                record["reason"] = failed
+            self.write_item(item, None if failed else image, record)
+        self.final_images = images

@@ -1,0 +1,5 @@
+"""Optimizers for latent traversal."""
+
+from .doodl_sgd import DoodlSGD
+
+__all__ = ["DoodlSGD"]

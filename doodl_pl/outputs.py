@@ -1,0 +1,85 @@
+"""Run outputs: ``images/<id>.png`` and ``manifest.jsonl``, written so a kill loses nothing."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+__all__ = ["OutputWriter", "atomic_write"]
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class OutputWriter:
+    """Owns an output folder.
+
+    ``manifest.jsonl`` gets one line per finished item, appended with a single ``write`` on an
+    ``O_APPEND`` descriptor and fsynced, so concurrent ranks never interleave and a killed process
+    never leaves half a line. Images are written atomically before their manifest line, so a
+    manifest line always points at a complete PNG.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.images = self.root / "images"
+        self.manifest = self.root / "manifest.jsonl"
+
+    def prepare(self) -> None:
+        self.images.mkdir(parents=True, exist_ok=True)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Parsed manifest lines (a line that fails to parse is ignored: it never happens unless
+        the file was edited by hand)."""
+        if not self.manifest.is_file():
+            return []
+        out = []
+        for line in self.manifest.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+        return out
+
+    def finished_ids(self, include_failed: bool = True) -> set[str]:
+        return {r["id"] for r in self.records() if include_failed or r.get("status", "ok") == "ok"}
+
+    def write_image(self, item_id: str, image: Tensor, text: dict[str, str]) -> Path:
+        from PIL.PngImagePlugin import PngInfo
+
+        from .data.images import to_pil
+
+        info = PngInfo()
+        for k, v in text.items():
+            info.add_itxt(k, v)
+        buf = io.BytesIO()
+        to_pil(image).save(buf, format="PNG", pnginfo=info)
+        path = self.images / f"{item_id}.png"
+        atomic_write(path, buf.getvalue())
+        return path
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = (json.dumps(record, default=float) + "\n").encode("utf-8")
+        fd = os.open(self.manifest, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)

@@ -1,0 +1,26 @@
+"""Per-item random streams that depend only on (seed, step, stream), never on batch or rank."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["item_generator", "mix_seed"]
+
+_MASK = (1 << 64) - 1
+
+
+def mix_seed(*parts: int) -> int:
+    """A splitmix64-style hash of integers into a 63-bit seed."""
+    h = 0x9E3779B97F4A7C15
+    for p in parts:
+        h = (h ^ (int(p) & _MASK)) & _MASK
+        h = (h * 0xBF58476D1CE4E5B9) & _MASK
+        h ^= h >> 31
+        h = (h * 0x94D049BB133111EB) & _MASK
+        h ^= h >> 29
+    return h >> 1
+
+
+def item_generator(seed: int, *stream: int) -> torch.Generator:
+    """A CPU generator for one item's stream (crops, perturbations, candidate seeds)."""
+    return torch.Generator().manual_seed(mix_seed(seed, *stream))

@@ -1,0 +1,50 @@
+import json
+
+import pytest
+from PIL import Image
+from tinify import ROOT, tinify
+
+from doodl_pl.main import main
+
+CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
+
+
+def test_configs_exist():
+    names = {p.name for p in CONFIGS}
+    assert {
+        "text_sd15.yaml",
+        "vocab_timm.yaml",
+        "personalization_clip.yaml",
+        "aesthetic_edit.yaml",
+        "baseline_vanilla.yaml",
+        "baseline_one_step.yaml",
+        "baseline_best_of_n.yaml",
+    } <= names
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
+def test_config_parses(config, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--config", str(config), "--print_config"])
+    assert exc.value.code == 0
+    assert "class_path" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "config", [p for p in CONFIGS if p.parent.name == "configs"], ids=lambda p: p.stem
+)
+def test_fit_end_to_end(config, tiny_assets, tmp_path):
+    out = tmp_path / "run"
+    cli = main(["fit", "--config", str(tinify(config, tiny_assets, out))])
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows)
+    assert len({r["id"] for r in rows}) == 2
+    for r in rows:
+        img = Image.open(out / "images" / f"{r['id']}.png")
+        assert img.size == (16, 16)
+        assert img.text["seed"] == str(r["seed"]) and img.text["prompt"] == r["prompt"]
+        assert "class_path" in img.text["config"]
+        assert r["unet_calls"] > 0 and r["wall_s"] > 0
+    if cli.model.method == "doodl":
+        assert all(len(r["losses"]) == 3 for r in rows)  # m = 2 steps + the final image
+        assert (out / "trajectories").is_dir()
