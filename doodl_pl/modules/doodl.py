@@ -173,14 +173,20 @@ class DoodlModule(GenerationModule):
         return loss + 0.0 * self.ddp_anchor
 
     def on_after_backward(self) -> None:
-        """A failed item's gradient may be NaN; zero it so the others go on unharmed."""
-        if bool(self._ok.all()):
+        """Zero the gradient rows of items whose loss or gradient is not finite and mark them
+        failed, so the other items of the batch go on exactly as if alone."""
+        n = self.latents.n
+        grads = [p.grad[:n] for p in (self.latents.x, self.latents.y) if p.grad is not None]
+        finite = self._ok.clone()
+        for g in grads:
+            finite &= torch.isfinite(g.flatten(1)).all(dim=1)
+        if bool(finite.all()):
             return
-        bad = ~self._ok
-        for p in (self.latents.x, self.latents.y):
-            if p.grad is not None:
-                p.grad[: bad.shape[0]][bad] = 0
-                p.grad.nan_to_num_(0.0, 0.0, 0.0)
+        for i in torch.nonzero(~finite).flatten().tolist():
+            if self._failed[i] is None:
+                self._failed[i] = f"non-finite gradient at optimisation step {self.latents.step}"
+        for g in grads:
+            g[~finite] = 0
 
     def on_train_batch_end(self, outputs, batch: dict[str, Any], batch_idx: int) -> None:
         if isinstance(self.engine, ReversibleEngine) and self.engine.last_drift is not None:

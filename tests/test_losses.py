@@ -1,0 +1,141 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from doodl_pl.losses import (
+    AestheticHead,
+    AestheticLoss,
+    CallableLoss,
+    ClassifierLoss,
+    CLIPImageLoss,
+    ClipSpec,
+    CLIPTextLoss,
+    LossContext,
+    multi_crop,
+    spherical_distance,
+)
+from doodl_pl.utils import item_generator
+
+
+def unit(n, d, seed):
+    return F.normalize(torch.randn(n, d, generator=torch.Generator().manual_seed(seed)), dim=-1)
+
+
+def test_spherical_distance_is_half_squared_angle():
+    a, b = unit(8, 5, 0), unit(8, 5, 1)
+    angle = torch.arccos((a * b).sum(-1).clamp(-1, 1))
+    assert torch.allclose(spherical_distance(a, b), angle**2 / 2, atol=1e-6)
+
+
+def test_multi_crop_sizes_and_determinism():
+    img = torch.rand(3, 40, 30)
+    a = multi_crop(img, 16, 24, 0.3, torch.Generator().manual_seed(0))
+    b = multi_crop(img, 16, 24, 0.3, torch.Generator().manual_seed(0))
+    assert a.shape == (16, 3, 24, 24) and torch.equal(a, b)
+    # u^0.3 leans to large cuts: a cut equal to the whole (resized) image must be rare but the
+    # mean cut must be large; check through the content: cuts differ from each other.
+    assert not torch.equal(a[0], a[1])
+
+
+def clip_spec(tiny_assets, weight=1.0):
+    return ClipSpec(tiny_assets["clip_cfg"], tiny_assets["clip_w"], weight)
+
+
+def test_clip_text_loss_reduction_and_ensemble(tiny_assets):
+    images = torch.rand(2, 3, 32, 32)  # larger than the model's 16 px input, so cuts differ
+    ctx = lambda: LossContext(
+        {"prompt": ["a red circle", "a blue square"]},  # noqa: E731
+        [item_generator(s, 1) for s in (0, 1)],
+    )
+    mean = CLIPTextLoss([clip_spec(tiny_assets)], n_cuts=4, reduction="mean")(images, ctx())
+    low = CLIPTextLoss([clip_spec(tiny_assets)], n_cuts=4, reduction="min")(images, ctx())
+    assert mean.shape == (2,) and torch.all(low <= mean + 1e-7) and torch.all(low < mean)
+    one = CLIPTextLoss([clip_spec(tiny_assets)], n_cuts=0)(images, ctx())
+    both = CLIPTextLoss([clip_spec(tiny_assets, 0.5), clip_spec(tiny_assets, 0.25)], n_cuts=0)
+    assert torch.allclose(both(images, ctx()), 0.75 * one, atol=1e-6)
+
+
+def test_clip_text_loss_matches_direct_computation(tiny_assets):
+    loss = CLIPTextLoss([clip_spec(tiny_assets)], n_cuts=0)
+    images = torch.rand(1, 3, 16, 16)
+    clip = loss.models[0]
+    tokens = clip.tokenizer(["a star"])
+    with torch.no_grad():
+        t = F.normalize(clip.model.encode_text(tokens), dim=-1)
+        x = (images - clip.mean) / clip.std
+        i = F.normalize(clip.model.encode_image(x), dim=-1)
+    expected = 2 * torch.arcsin((i - t).norm(dim=-1) / 2) ** 2
+    got = loss(images, LossContext({"prompt": ["a star"]}))
+    assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_clip_image_loss_zero_for_its_reference(tiny_assets):
+    from doodl_pl.data import load_image
+
+    loss = CLIPImageLoss(
+        [clip_spec(tiny_assets)], reference_images=[tiny_assets["image"]], n_cuts=0
+    )
+    ref = load_image(tiny_assets["image"], 16)[None]
+    assert float(loss(ref, LossContext())) < 1e-6
+    assert float(loss(torch.rand(1, 3, 16, 16), LossContext())) > 1e-4
+
+
+def test_classifier_loss_ce_and_bce(tiny_assets):
+    kw = dict(
+        model_name="resnet10t",
+        checkpoint_path=tiny_assets["classifier"],
+        num_classes=5,
+        input_size=32,
+    )
+    images = torch.rand(2, 3, 16, 16)
+    ce = ClassifierLoss(target=3, **kw)
+    logits = ce.logits(images)
+    assert torch.allclose(
+        ce(images, LossContext()), F.cross_entropy(logits, torch.tensor([3, 3]), reduction="none")
+    )
+    bce = ClassifierLoss(loss="bce", **kw)
+    got = bce(images, LossContext({"class_index": [1, 4]}))
+    onehot = F.one_hot(torch.tensor([1, 4]), 5).float()
+    manual = -(onehot * F.logsigmoid(logits) + (1 - onehot) * F.logsigmoid(-logits)).mean(1)
+    assert torch.allclose(got, manual, atol=1e-6)
+    with pytest.raises(ValueError, match="class_index"):
+        ce.target = None
+        ce(images, LossContext({"class_index": [None, 9]}))
+
+
+def test_aesthetic_loss(tiny_assets):
+    loss = AestheticLoss(clip_spec(tiny_assets), tiny_assets["head"], target=None)
+    images = torch.rand(2, 3, 16, 16)
+    score = loss.score(images)
+    got = loss(images, LossContext({"aesthetic_target": [7.0, None]}))
+    assert torch.allclose(got, (score - torch.tensor([7.0, 10.0])).abs())
+
+
+def test_laion_mlp_head_layout():
+    dims = [(1024, 768), (128, 1024), (64, 128), (16, 64), (1, 16)]
+    keys = [0, 2, 4, 6, 7]
+    state = {}
+    for k, (o, i) in zip(keys, dims, strict=True):
+        state[f"layers.{k}.weight"] = torch.randn(o, i) * 0.01
+        state[f"layers.{k}.bias"] = torch.zeros(o)
+    head = AestheticHead(state)
+    x = torch.randn(3, 768)
+    ref = x
+    for k in keys:
+        ref = ref @ state[f"layers.{k}.weight"].T + state[f"layers.{k}.bias"]
+    assert torch.allclose(head(x), ref.squeeze(-1), atol=1e-6)
+
+
+def _redness(images):
+    return (1 - images[:, 0]).mean(dim=(1, 2))
+
+
+def test_callable_loss():
+    loss = CallableLoss("test_losses._redness")
+    images = torch.rand(2, 3, 4, 4)
+    assert torch.allclose(loss(images, LossContext()), _redness(images))
+    with pytest.raises(ValueError, match="loss.init_args.function"):
+        CallableLoss("no.such.module.fn")
+    assert math.isfinite(float(loss(images, LossContext()).sum()))

@@ -1,0 +1,210 @@
+import numpy as np
+import pytest
+import torch
+from doodl_pl.callbacks import PerturbLatents, RenormalizeLatents, TieLatents
+from helpers import backbone, fit, items, manifest
+from PIL import Image
+
+from doodl_pl.engines import AutogradEngine
+from doodl_pl.losses import ColorLoss, ImageLoss
+from doodl_pl.modules import DoodlModule, LatentBank, VanillaModule
+from doodl_pl.optim import DoodlSGD
+
+
+def doodl(assets, out, **kw):
+    kw.setdefault("loss", ColorLoss((1.0, 0.0, 0.0)))
+    kw.setdefault("num_inference_steps", 4)
+    kw.setdefault("opt_steps", 3)
+    kw.setdefault("guidance_scale", 3.0)
+    return DoodlModule(backbone(assets), output_dir=str(out), **kw)
+
+
+def png(root, item_id):
+    return np.asarray(Image.open(root / "images" / f"{item_id}.png"), dtype=np.int16)
+
+
+def test_optimizer_matches_reference_update():
+    """DoodlSGD against the reference code's hand-written loop, on a fixed gradient sequence."""
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(2, 4, 3, 3, generator=g)
+    y0 = x0.clone()
+    grads = [
+        (torch.randn(2, 4, 3, 3, generator=g) * 1e-2, torch.randn(2, 4, 3, 3, generator=g) * 1e-2)
+        for _ in range(4)
+    ]
+    x, y = torch.nn.Parameter(x0.clone()), torch.nn.Parameter(y0.clone())
+    opt = DoodlSGD([{"params": [x, y], "pair": True}], lr=0.5, clip=1e-3, momentum=0.9)
+    opt.param_groups[0]["tie_mask"] = torch.tensor([True, False])
+    rx, ry = x0.clone(), y0.clone()
+    bufs = [None, None]
+    for gx, gy in grads:
+        x.grad, y.grad = gx.clone(), gy.clone()
+        opt.step()
+        # reference: grad = -0.5 * grad_scale * grad, tied rows averaged, clip, momentum, add
+        new = []
+        for k, (gr, lat) in enumerate(((gx, rx), (gy, ry))):
+            step = -0.5 * gr
+            mean = -0.5 * (gx + gy) / 2
+            step = torch.cat([mean[:1], step[1:]])
+            step = step.clip(-1e-3, 1e-3)
+            bufs[k] = step if bufs[k] is None else 0.9 * bufs[k] + step
+            new.append(lat + bufs[k])
+        rx, ry = new
+    assert torch.allclose(x.data, rx, atol=1e-7) and torch.allclose(y.data, ry, atol=1e-7)
+
+
+def test_post_update_callbacks():
+    bank = LatentBank(3, (4, 2, 2), torch.float64)
+    x = torch.randn(2, 4, 2, 2, dtype=torch.float64)
+    bank.load(x, x + 1, torch.tensor([True, False]), torch.tensor([True, False]), [5, 6])
+
+    class M:
+        latents = bank
+
+    PerturbLatents(0.5).on_train_batch_end(None, M, None, None, 0)
+    lx, ly = bank.live()
+    assert torch.allclose(ly - lx, torch.ones_like(lx))  # the same draw went to x and y
+    assert not torch.allclose(lx, x)
+    TieLatents().on_train_batch_end(None, M, None, None, 0)
+    assert torch.equal(lx[0], ly[0]) and not torch.equal(lx[1], ly[1])
+    before = lx[1].clone()
+    RenormalizeLatents().on_train_batch_end(None, M, None, None, 0)
+    assert torch.allclose(lx[0].norm(), x[0].norm()) and torch.equal(lx[1], before)
+    assert bank.x[2].abs().sum() == 0  # rows past the batch stay untouched
+
+
+def test_toy_loss_falls(tiny_assets, tmp_path):
+    module = doodl(
+        tiny_assets,
+        tmp_path,
+        opt_steps=8,
+        optimizer=lambda p: DoodlSGD(p, lr=50.0, clip=0.05, momentum=0.9),
+    )
+    rows = fit(module, items(2))
+    for r in rows.values():
+        assert r["loss_end"] < 0.9 * r["loss_start"], r["losses"]
+
+
+def test_noise_depends_only_on_seed(tiny_assets, tmp_path):
+    module = doodl(tiny_assets, tmp_path)
+    expected = torch.randn((4, 8, 8), generator=torch.Generator().manual_seed(123))
+    assert torch.equal(module.noise(123), expected)
+
+
+def test_batch_size_invariance(tiny_assets, tmp_path):
+    a, b = tmp_path / "bs1", tmp_path / "bs3"
+    ra = fit(doodl(tiny_assets, a), items(3), batch_size=1)
+    rb = fit(doodl(tiny_assets, b), items(3), batch_size=3)
+    for k in ra:
+        assert ra[k]["losses"] == pytest.approx(rb[k]["losses"], rel=1e-4)
+        assert np.abs(png(a, k) - png(b, k)).max() <= 1
+
+
+def test_rerun_skips_finished_items(tiny_assets, tmp_path):
+    rows = fit(doodl(tiny_assets, tmp_path), items(3))
+    assert len(rows) == 3
+    module = doodl(tiny_assets, tmp_path)
+    fit(module, items(3))
+    lines = (tmp_path / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and module.eps.calls == 0
+    fit(doodl(tiny_assets, tmp_path), items(4))
+    assert len((tmp_path / "manifest.jsonl").read_text().splitlines()) == 4
+
+
+def test_vanilla_ddim_matches_diffusers_pipeline(tiny_assets, tmp_path):
+    """Our DDIM sampling + decode equals diffusers' own StableDiffusionPipeline."""
+    from diffusers import StableDiffusionPipeline
+
+    van = VanillaModule(
+        backbone(tiny_assets),
+        sampler="ddim",
+        num_inference_steps=4,
+        guidance_scale=3.0,
+        output_dir=str(tmp_path),
+    )
+    it = items(1, prompt="a blue star")
+    x = van.noise(it[0]["seed"])[None]
+    ours = van.backbone.decode(van.generate(x, x, van.condition(it)).float())
+    pipe = StableDiffusionPipeline.from_pretrained(tiny_assets["sd"])
+    pipe.scheduler = van.backbone.scheduler
+    ref = pipe(
+        "a blue star", latents=x, num_inference_steps=4, guidance_scale=3.0, output_type="pt"
+    ).images
+    assert torch.allclose(ours, ref, atol=1e-4)
+
+
+def test_engines_agree_in_module(tiny_assets, tmp_path):
+    ra = fit(doodl(tiny_assets, tmp_path / "r"), items(1))
+    rb = fit(doodl(tiny_assets, tmp_path / "a", engine=AutogradEngine()), items(1))
+    assert ra["it0"]["losses"] == pytest.approx(rb["it0"]["losses"], rel=1e-5)
+    assert ra["it0"]["max_drift"] < 1e-5
+
+
+def test_keep_best(tiny_assets, tmp_path):
+    rows = fit(doodl(tiny_assets, tmp_path, keep_best=True, opt_steps=4), items(2))
+    for r in rows.values():
+        assert r["loss_end"] == pytest.approx(min(r["losses"]))
+
+
+class NanFor(ImageLoss):
+    """Finite for every item but those prompted "bad", whose loss (and only theirs) is NaN."""
+
+    def forward(self, images, ctx):
+        out = []
+        for image, prompt in zip(images, ctx.batch["prompt"], strict=True):
+            value = image.mean()
+            out.append(value * float("nan") if prompt == "bad" else value)
+        return torch.stack(out)
+
+
+def test_nan_loss_fails_only_its_item(tiny_assets, tmp_path):
+    its = [{"id": "good", "prompt": "fine", "seed": 0}, {"id": "bad", "prompt": "bad", "seed": 1}]
+    module = doodl(tiny_assets, tmp_path, loss=NanFor())
+    rows = fit(module, its, batch_size=2)
+    assert rows["good"]["status"] == "ok" and rows["bad"]["status"] == "failed"
+    assert "non-finite" in rows["bad"]["reason"]
+    assert (tmp_path / "images" / "good.png").exists()
+    assert not (tmp_path / "images" / "bad.png").exists()
+    assert module.failed_ids == {"bad"}
+    # the good item was optimised as if alone
+    alone = fit(doodl(tiny_assets, tmp_path / "alone", loss=NanFor()), its[:1])
+    assert alone["good"]["losses"] == pytest.approx(rows["good"]["losses"], rel=1e-4)
+
+
+def test_edit_inversion_reproduces_image_latent(tiny_assets, tmp_path):
+    """Inverting a real image then sampling forward gives back its VAE latent (float64)."""
+    module = DoodlModule(
+        backbone(tiny_assets, "float64"),
+        loss=ColorLoss(),
+        num_inference_steps=5,
+        guidance_scale=3.0,
+        output_dir=str(tmp_path),
+    )
+    item = [{"id": "e", "prompt": "", "seed": 0, "image": tiny_assets["image"]}]
+    x, y, edit = module.initial_latents(item)
+    assert bool(edit[0]) and not torch.equal(x, y)
+    from doodl_pl.data import load_image
+
+    z0 = module.backbone.encode(load_image(tiny_assets["image"], 16)[None])
+    cond = module.condition(item, module.inversion_guidance_scale, [""])
+    x0, y0 = module.chain(cond).sample(x, y)
+    rel = float((x0 - z0).norm() / z0.norm())
+    assert rel < 1e-10
+
+
+def test_validation_messages(tiny_assets, tmp_path):
+    sd = backbone(tiny_assets)
+    with pytest.raises(ValueError, match=r"`model.init_args.mix` must be in \(0, 1\], got 1.3"):
+        DoodlModule(sd, loss=ColorLoss(), mix=1.3)
+    with pytest.raises(ValueError, match="`model.init_args.opt_steps` must be >= 1"):
+        DoodlModule(sd, loss=ColorLoss(), opt_steps=0)
+    with pytest.raises(ValueError, match="`model.init_args.guidance_scale` must be >= 0"):
+        DoodlModule(sd, loss=ColorLoss(), guidance_scale=-1)
+    with pytest.raises(ValueError, match="`model.init_args.num_inference_steps` must be >= 1"):
+        DoodlModule(sd, loss=ColorLoss(), num_inference_steps=0)
+    with pytest.raises(ValueError, match="needs a loss"):
+        DoodlModule(sd)
+
+
+def test_manifest_helper_empty(tmp_path):
+    assert manifest(tmp_path) == {}
