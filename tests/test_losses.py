@@ -45,10 +45,12 @@ def clip_spec(tiny_assets, weight=1.0):
 
 def test_clip_text_loss_reduction_and_ensemble(tiny_assets):
     images = torch.rand(2, 3, 32, 32)  # larger than the model's 16 px input, so cuts differ
-    ctx = lambda: LossContext(
-        {"prompt": ["a red circle", "a blue square"]},  # noqa: E731
-        [item_generator(s, 1) for s in (0, 1)],
-    )
+
+    def ctx():
+        return LossContext(
+            {"prompt": ["a red circle", "a blue square"]}, [item_generator(s, 1) for s in (0, 1)]
+        )
+
     mean = CLIPTextLoss([clip_spec(tiny_assets)], n_cuts=4, reduction="mean")(images, ctx())
     low = CLIPTextLoss([clip_spec(tiny_assets)], n_cuts=4, reduction="min")(images, ctx())
     assert mean.shape == (2,) and torch.all(low <= mean + 1e-7) and torch.all(low < mean)
