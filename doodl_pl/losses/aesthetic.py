@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from ..hub import load_or_explain, resolve
-from ..utils.weights import load_weights
+from ..utils.weights import load_metadata, load_weights
 from .base import ImageLoss, LossContext
 from .clip_models import ClipModel, ClipSpec
 
@@ -18,21 +18,26 @@ class AestheticHead(nn.Module):
 
     A state dict with ``weight``/``bias`` is a linear head; ``layers.{i}.weight`` keys build
     LAION's MLP layout: those linears in order, identity (dropout at eval) in the other slots,
-    no activations.
+    no activations. ``activation`` (``gelu`` or ``relu``, from the file's metadata) fills the
+    empty slots between linears instead.
     """
 
-    def __init__(self, state: dict[str, Tensor]) -> None:
+    def __init__(self, state: dict[str, Tensor], activation: str | None = None) -> None:
         super().__init__()
         if "weight" in state:
             self.layers = nn.Sequential(
                 nn.Linear(state["weight"].shape[1], state["weight"].shape[0])
             )
-            self.layers[0].load_state_dict({"weight": state["weight"], "bias": state["bias"]})
+            self.layers[0].load_state_dict({"weight": state["weight"].float(),
+                                            "bias": state["bias"].float()})
             return
         idx = sorted({int(k.split(".")[1]) for k in state if k.startswith("layers.")})
         if not idx:
             raise ValueError("aesthetic head weights need `weight`/`bias` or `layers.N.*` keys")
-        mods: list[nn.Module] = [nn.Identity() for _ in range(idx[-1] + 1)]
+        acts = {None: nn.Identity, "gelu": nn.GELU, "relu": nn.ReLU}
+        if activation not in acts:
+            raise ValueError(f"unknown aesthetic head activation {activation!r}")
+        mods: list[nn.Module] = [acts[activation]() for _ in range(idx[-1] + 1)]
         for i in idx:
             w = state[f"layers.{i}.weight"]
             mods[i] = nn.Linear(w.shape[1], w.shape[0])
@@ -64,7 +69,8 @@ class AestheticLoss(ImageLoss):
         self.clip = ClipModel(clip or ClipSpec("ViT-L-14", "openai"), key="loss.init_args.clip")
         path = resolve(head_path)
         state = load_or_explain("loss.init_args.head_path", head_path, lambda: load_weights(path))
-        self.head = AestheticHead(state).requires_grad_(False).eval()
+        activation = load_metadata(path).get("activation")
+        self.head = AestheticHead(state, activation).requires_grad_(False).eval()
         self.target = target
 
     def score(self, images: Tensor) -> Tensor:

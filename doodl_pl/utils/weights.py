@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-__all__ = ["UnsafeWeightsError", "load_weights", "save_weights"]
+__all__ = ["UnsafeWeightsError", "load_metadata", "load_weights", "save_weights"]
 
 
 class UnsafeWeightsError(ValueError):
@@ -33,6 +33,17 @@ def load_weights(path: str | Path) -> dict[str, Tensor]:
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     return state
+
+
+def load_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors file ({} for other formats)."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return {}
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
 
 
 def save_weights(state: dict[str, Tensor], path: str | Path) -> None:

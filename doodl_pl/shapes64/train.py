@@ -1,0 +1,481 @@
+"""Training recipes for the Shapes-64 models, as LightningModules run by ``doodl-pl-train``.
+
+Each recipe exports its model in the standard format of its library (diffusers directory,
+open_clip config + safetensors, timm safetensors, aesthetic-head safetensors), fp16 on disk.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from ..hub import resolve
+from ..utils.weights import save_weights
+from .dataset import load_split, scene_from_record
+from .world import SHAPES, caption
+
+__all__ = [
+    "AestheticRecipe",
+    "ClassifierRecipe",
+    "ClipRecipe",
+    "ShapesData",
+    "TextToImageRecipe",
+    "VaeRecipe",
+    "main",
+]
+
+MAX_TOKENS = 16
+
+
+class _Indexed(Dataset):
+    def __init__(self, images: np.ndarray, indices: np.ndarray) -> None:
+        self.images, self.indices = images, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):
+        j = int(self.indices[i])
+        return torch.from_numpy(self.images[j]).permute(2, 0, 1), j
+
+
+class ShapesData(pl.LightningDataModule):
+    """Rendered scenes of one split; batches are ``(uint8 images (B, 3, 64, 64), indices)``.
+
+    Args:
+        split: a :data:`~doodl_pl.shapes64.dataset.SPLITS` name.
+        n: number of scenes (the split's first ``n`` seeds).
+        batch_size: batch size.
+        val_size: scenes held out for validation (the last ones).
+        workers: processes used to render a missing cache.
+    """
+
+    def __init__(self, split: str = "train", n: int = 60000, batch_size: int = 64,
+                 val_size: int = 512, workers: int = 2) -> None:
+        super().__init__()
+        self.split, self.n, self.batch_size = split, n, batch_size
+        self.val_size, self.workers = val_size, workers
+        self.images: np.ndarray | None = None
+        self.records: list[dict] = []
+
+    def setup(self, stage: str) -> None:
+        if self.images is None:
+            self.images, self.records = load_split(self.split, self.n, self.workers)
+
+    def train_dataloader(self) -> DataLoader:
+        idx = np.arange(self.n - self.val_size)
+        return DataLoader(_Indexed(self.images, idx), batch_size=self.batch_size, shuffle=True,
+                          drop_last=True, num_workers=0)
+
+    def val_dataloader(self) -> DataLoader:
+        idx = np.arange(self.n - self.val_size, self.n)
+        return DataLoader(_Indexed(self.images, idx), batch_size=self.batch_size, num_workers=0)
+
+
+class _Recipe(pl.LightningModule):
+    """Shared: AdamW with warmup + cosine decay, records access, export at the end of training."""
+
+    def __init__(self, lr: float, export_dir: str, warmup: int = 200) -> None:
+        super().__init__()
+        self.lr, self.warmup = lr, warmup
+        self.export_dir = Path(resolve(export_dir))
+
+    @property
+    def records(self) -> list[dict]:
+        return self.trainer.datamodule.records
+
+    def trainable(self):
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def configure_optimizers(self):
+        opt = torch.optim.AdamW(self.trainable(), lr=self.lr, weight_decay=1e-2)
+        total = max(1, self.trainer.max_steps)
+
+        def schedule(step: int) -> float:
+            if step < self.warmup:
+                return (step + 1) / self.warmup
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - self.warmup) / max(1, total - self.warmup))))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return [opt], [{"scheduler": sched, "interval": "step"}]
+
+    def on_train_end(self) -> None:
+        if self.trainer.global_step >= self.trainer.max_steps and self.trainer.is_global_zero:
+            self.export_dir.mkdir(parents=True, exist_ok=True)
+            self.export()
+            print(f"exported to {self.export_dir}")
+
+    def export(self) -> None:
+        raise NotImplementedError
+
+
+def _to01(images: Tensor) -> Tensor:
+    return images.float() / 255.0
+
+
+# -- VAE -------------------------------------------------------------------------------------------
+class VaeRecipe(_Recipe):
+    """``AutoencoderKL`` 64×64×3 → 16×16×4; scaling factor = 1 / std of the latents.
+
+    Args:
+        block_out_channels: channels per resolution (3 levels: downsampling factor 4).
+        kl_weight: weight of the KL term (small, as in SD's VAE).
+        lr, export_dir: optimiser and output.
+    """
+
+    def __init__(self, block_out_channels: tuple[int, ...] = (32, 32, 64), layers_per_block: int = 1,
+                 kl_weight: float = 1e-6, lr: float = 1e-3,
+                 export_dir: str = "pkg:shapes64/sd/vae") -> None:
+        super().__init__(lr, export_dir)
+        from diffusers import AutoencoderKL
+
+        n = len(block_out_channels)
+        self.vae = AutoencoderKL(
+            in_channels=3, out_channels=3, latent_channels=4,
+            down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
+            block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
+            norm_num_groups=16, sample_size=64,
+        )
+        self.kl_weight = kl_weight
+
+    def training_step(self, batch, _):
+        x = _to01(batch[0]) * 2 - 1
+        post = self.vae.encode(x).latent_dist
+        rec = self.vae.decode(post.sample()).sample
+        mse = F.mse_loss(rec, x)
+        loss = mse + 0.1 * F.l1_loss(rec, x) + self.kl_weight * post.kl().mean()
+        self.log("train/mse", mse, prog_bar=True)
+        return loss
+
+    @torch.no_grad()
+    def validation_step(self, batch, _):
+        x = _to01(batch[0])
+        rec = (self.vae.decode(self.vae.encode(x * 2 - 1).latent_dist.mean).sample / 2 + 0.5).clamp(0, 1)
+        mse = ((rec - x) ** 2).mean(dim=(1, 2, 3))
+        self.log("val/psnr", (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean(), prog_bar=True)
+
+    @torch.no_grad()
+    def export(self) -> None:
+        images = self.trainer.datamodule.images[:2048]
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+        z = torch.cat([self.vae.encode(x[i : i + 256]).latent_dist.mean for i in range(0, len(x), 256)])
+        self.vae.register_to_config(scaling_factor=float(1.0 / z.std()))
+        vae = copy.deepcopy(self.vae).to(torch.float16)
+        vae.save_pretrained(self.export_dir, safe_serialization=True)
+
+
+# -- text-to-image --------------------------------------------------------------------------------
+class TextToImageRecipe(_Recipe):
+    """``CLIPTextModel`` + ε-prediction ``UNet2DConditionModel`` trained jointly on VAE latents.
+
+    SD-1 noise schedule (1000 steps, scaled_linear 0.00085 → 0.012); 10 % caption dropout;
+    captions re-drawn from the spec's grammar each time a scene is seen; EMA weights exported.
+
+    Args:
+        vae_dir: the trained VAE (``pkg:shapes64/sd/vae``).
+        block_out_channels, layers_per_block, text_width, text_layers: model sizes.
+        caption_dropout: probability of the empty prompt.
+        ema_decay: decay of the exported exponential moving average.
+    """
+
+    def __init__(self, vae_dir: str = "pkg:shapes64/sd/vae",
+                 block_out_channels: tuple[int, ...] = (32, 64, 128), layers_per_block: int = 1,
+                 text_width: int = 64, text_layers: int = 2, caption_dropout: float = 0.1,
+                 ema_decay: float = 0.999, lr: float = 5e-4,
+                 export_dir: str = "pkg:shapes64/sd") -> None:
+        super().__init__(lr, export_dir)
+        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextConfig, CLIPTextModel
+
+        from ..models.tokenizer import build_clip_tokenizer
+
+        self.vae = AutoencoderKL.from_pretrained(resolve(vae_dir), torch_dtype=torch.float32)
+        self.vae.requires_grad_(False).eval()
+        self.text = CLIPTextModel(CLIPTextConfig(
+            hidden_size=text_width, intermediate_size=2 * text_width, num_attention_heads=4,
+            num_hidden_layers=text_layers, vocab_size=49408, max_position_embeddings=MAX_TOKENS,
+            projection_dim=text_width,
+        ))
+        import tempfile
+
+        self.tokenizer = build_clip_tokenizer(tempfile.mkdtemp(), model_max_length=MAX_TOKENS)
+        n = len(block_out_channels)
+        self.unet = UNet2DConditionModel(
+            sample_size=16, in_channels=4, out_channels=4,
+            block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
+            down_block_types=("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",),
+            up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1),
+            cross_attention_dim=text_width, attention_head_dim=8, norm_num_groups=32,
+        )
+        self.noise_scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085,
+                                             beta_end=0.012, beta_schedule="scaled_linear")
+        self.ema = None
+        self.ema_decay, self.caption_dropout = ema_decay, caption_dropout
+        self._latents: Tensor | None = None
+
+    def trainable(self):
+        return list(self.unet.parameters()) + list(self.text.parameters())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.vae.eval()
+        return self
+
+    @torch.no_grad()
+    def on_fit_start(self) -> None:
+        images = self.trainer.datamodule.images
+        sf = self.vae.config.scaling_factor
+        out = []
+        for i in range(0, len(images), 512):
+            x = torch.from_numpy(images[i : i + 512]).permute(0, 3, 1, 2).float() / 127.5 - 1
+            out.append((self.vae.encode(x).latent_dist.mean * sf).half())
+        self._latents = torch.cat(out)
+        if self.ema is None:
+            self.ema = [p.detach().clone() for p in self.trainable()]
+
+    def captions(self, indices: list[int], step: int) -> list[str]:
+        rng = np.random.default_rng([step, 7])
+        out = []
+        for j in indices:
+            if rng.random() < self.caption_dropout:
+                out.append("")
+            else:
+                out.append(caption(scene_from_record(self.records[j]), np.random.default_rng([j, step])))
+        return out
+
+    def encode_text(self, texts: list[str]) -> Tensor:
+        ids = self.tokenizer(texts, padding="max_length", max_length=MAX_TOKENS, truncation=True,
+                             return_tensors="pt").input_ids.to(self.device)
+        return self.text(ids)[0]
+
+    def training_step(self, batch, _):
+        idx = batch[1].tolist()
+        z0 = self._latents[batch[1].cpu()].to(self.device).float()
+        noise = torch.randn_like(z0)
+        t = torch.randint(0, 1000, (len(idx),), device=self.device)
+        zt = self.noise_scheduler.add_noise(z0, noise, t)
+        pred = self.unet(zt, t, encoder_hidden_states=self.encode_text(self.captions(idx, self.global_step))).sample
+        loss = F.mse_loss(pred, noise)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, batch, _):
+        with torch.no_grad():
+            loss = self.training_step(batch, 0)
+        self.log("val/loss", loss)
+
+    @torch.no_grad()
+    def on_train_batch_end(self, *args) -> None:
+        decay = min(self.ema_decay, (1 + self.global_step) / (10 + self.global_step))
+        for e, p in zip(self.ema, self.trainable(), strict=True):
+            e.mul_(decay).add_(p.detach(), alpha=1 - decay)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["ema"] = self.ema
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.ema = checkpoint.get("ema")
+
+    @torch.no_grad()
+    def export(self) -> None:
+        from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+        unet, text = copy.deepcopy(self.unet), copy.deepcopy(self.text)
+        for e, p in zip(self.ema, list(unet.parameters()) + list(text.parameters()), strict=True):
+            p.copy_(e)
+        scheduler = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
+                                  beta_schedule="scaled_linear", clip_sample=False,
+                                  set_alpha_to_one=False, steps_offset=1)
+        pipe = StableDiffusionPipeline(
+            vae=copy.deepcopy(self.vae).half(), text_encoder=text.half(), tokenizer=self.tokenizer,
+            unet=unet.half(), scheduler=scheduler, safety_checker=None, feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        pipe.save_pretrained(self.export_dir, safe_serialization=True)
+
+
+# -- CLIP ---------------------------------------------------------------------------------------------
+CLIP_CONFIG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 64, "layers": 4, "width": 128, "patch_size": 8, "head_width": 32,
+                   "mlp_ratio": 2.0},
+    "text_cfg": {"context_length": MAX_TOKENS, "vocab_size": 49408, "width": 64, "heads": 4,
+                 "layers": 3, "mlp_ratio": 2.0},
+}
+
+
+class ClipRecipe(_Recipe):
+    """A small open_clip model trained contrastively on (render, caption) pairs.
+
+    Exports ``shapes64-clip.json`` (the open_clip model config) and ``shapes64-clip.safetensors``.
+    """
+
+    def __init__(self, model_cfg: dict | None = None, lr: float = 5e-4,
+                 export_dir: str = "pkg:shapes64/clip", name: str = "shapes64-clip") -> None:
+        super().__init__(lr, export_dir)
+        import open_clip
+
+        self.name, self.cfg = name, model_cfg or CLIP_CONFIG
+        self.export_dir.mkdir(parents=True, exist_ok=True)
+        cfg_path = self.export_dir / f"{name}.json"
+        cfg_path.write_text(json.dumps(self.cfg, indent=1))
+        open_clip.add_model_config(str(cfg_path))
+        self.model = open_clip.create_model(name, pretrained=None)
+        self.tokenizer = open_clip.get_tokenizer(name)
+        from ..losses.clip_models import OPENAI_MEAN, OPENAI_STD
+
+        self.register_buffer("mean", torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(OPENAI_STD).view(1, 3, 1, 1), persistent=False)
+
+    def training_step(self, batch, _):
+        idx = batch[1].tolist()
+        texts = [caption(scene_from_record(self.records[j]), np.random.default_rng([j, self.global_step]))
+                 for j in idx]
+        img = F.normalize(self.model.encode_image((_to01(batch[0]) - self.mean) / self.std), dim=-1)
+        txt = F.normalize(self.model.encode_text(self.tokenizer(texts).to(self.device)), dim=-1)
+        logits = self.model.logit_scale.exp().clamp(max=100) * img @ txt.T
+        # identical captions in a batch are positives too
+        same = torch.tensor([[a == b for b in texts] for a in texts], device=self.device).float()
+        target = same / same.sum(1, keepdim=True)
+        loss = -(target * logits.log_softmax(1)).sum(1).mean() - (target * logits.T.log_softmax(1)).sum(1).mean()
+        self.log("train/loss", loss / 2, prog_bar=True)
+        return loss / 2
+
+    def export(self) -> None:
+        save_weights({k: v.half() for k, v in self.model.state_dict().items()},
+                     self.export_dir / f"{self.name}.safetensors")
+
+
+# -- classifiers ----------------------------------------------------------------------------------
+class ClassifierRecipe(_Recipe):
+    """A timm classifier over the nine shape classes on one-object renders.
+
+    Args:
+        model_name: timm architecture.
+        augment: blur, noise and small shifts (for the evaluation classifier; the guide
+            classifier is trained on clean renders only, as the spec requires).
+        export_name: file name of the exported safetensors.
+    """
+
+    def __init__(self, model_name: str = "resnet10t", augment: bool = False, lr: float = 2e-3,
+                 export_dir: str = "pkg:shapes64", export_name: str = "classifier.safetensors") -> None:
+        super().__init__(lr, export_dir, warmup=100)
+        import timm
+        from timm.data import resolve_data_config
+
+        self.model = timm.create_model(model_name, pretrained=False, num_classes=len(SHAPES))
+        cfg = resolve_data_config({}, model=self.model)
+        self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
+        self.augment, self.export_name = augment, export_name
+
+    def labels(self, idx: Tensor) -> Tensor:
+        return torch.tensor([SHAPES.index(self.records[j]["objects"][0]["shape"]) for j in idx.tolist()],
+                            device=self.device)
+
+    def perturb(self, x: Tensor) -> Tensor:
+        """Random blur, Gaussian noise and shifts of up to 3 px, per image."""
+        from torchvision.transforms.functional import gaussian_blur
+
+        out = []
+        for im in x:
+            if torch.rand(()) < 0.5:
+                im = gaussian_blur(im, 5, float(torch.empty(()).uniform_(0.3, 1.5)))
+            dy, dx = torch.randint(-3, 4, (2,)).tolist()
+            im = torch.roll(im, (dy, dx), dims=(1, 2))
+            im = im + torch.randn_like(im) * float(torch.empty(()).uniform_(0, 0.08))
+            out.append(im.clamp(0, 1))
+        return torch.stack(out)
+
+    def forward(self, x01: Tensor) -> Tensor:
+        return self.model((x01 - self.mean) / self.std)
+
+    def training_step(self, batch, _):
+        x = _to01(batch[0])
+        if self.augment:
+            x = self.perturb(x)
+        loss = F.cross_entropy(self(x), self.labels(batch[1]))
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    @torch.no_grad()
+    def validation_step(self, batch, _):
+        acc = (self(_to01(batch[0])).argmax(1) == self.labels(batch[1])).float().mean()
+        self.log("val/acc", acc, prog_bar=True)
+
+    def export(self) -> None:
+        save_weights({k: v.half() if v.is_floating_point() else v
+                      for k, v in self.model.state_dict().items()}, self.export_dir / self.export_name)
+
+
+# -- aesthetic head -------------------------------------------------------------------------------
+class AestheticRecipe(_Recipe):
+    """An MLP head on the (frozen, normalised) Shapes-64 CLIP image embedding → aesthetic score.
+
+    Saved in LAION's layout (``layers.0``, ``layers.2``) with the activation in the metadata.
+    """
+
+    def __init__(self, clip_name: str = "pkg:shapes64/clip/shapes64-clip.json",
+                 clip_weights: str = "pkg:shapes64/clip/shapes64-clip.safetensors",
+                 hidden: int = 128, lr: float = 2e-3,
+                 export_dir: str = "pkg:shapes64", export_name: str = "aesthetic_head.safetensors"):
+        super().__init__(lr, export_dir, warmup=50)
+        from ..losses.clip_models import ClipModel, ClipSpec
+
+        self.clip = ClipModel(ClipSpec(clip_name, clip_weights))
+        dim = self.clip.model.text_projection.shape[1] if hasattr(self.clip.model, "text_projection") else 64
+        self.head = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        self.export_name = export_name
+
+    def trainable(self):
+        return list(self.head.parameters())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.clip.eval()
+        return self
+
+    def step(self, batch) -> Tensor:
+        with torch.no_grad():
+            emb = self.clip.encode_image(_to01(batch[0]))
+        target = torch.tensor([self.records[j]["aesthetic"] for j in batch[1].tolist()], device=self.device)
+        return self.head(emb).squeeze(-1), target
+
+    def training_step(self, batch, _):
+        pred, target = self.step(batch)
+        loss = F.mse_loss(pred, target)
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    @torch.no_grad()
+    def validation_step(self, batch, _):
+        pred, target = self.step(batch)
+        self.log("val/mae", (pred - target).abs().mean(), prog_bar=True)
+
+    def export(self) -> None:
+        from safetensors.torch import save_file
+
+        state = {f"layers.{k}": v.detach().half().contiguous() for k, v in self.head.state_dict().items()}
+        save_file(state, str(self.export_dir / self.export_name), metadata={"activation": "gelu"})
+
+
+def main(args: list[str] | None = None):
+    """``doodl-pl-train fit --config configs/shapes64/train_<model>.yaml``."""
+    from lightning.pytorch.cli import LightningCLI
+
+    return LightningCLI(pl.LightningModule, ShapesData, subclass_mode_model=True, args=args,
+                        save_config_kwargs={"overwrite": True})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Retrain every Shapes-64 model from scratch (or resume): VAE, CLIP, guide classifier, evaluation
+# classifier, aesthetic head, then the text-to-image model. Each recipe checkpoints every 250
+# steps under checkpoints/shapes64/<model>/ and resumes from last.ckpt when rerun; a recipe whose
+# export already exists is skipped (pass --force to retrain all). Exports go to
+# doodl_pl/assets/shapes64/.   Usage: bash scripts/train_shapes64.sh [--force] [model ...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+force=0
+if [ "${1:-}" = "--force" ]; then force=1; shift; fi
+models=("$@")
+[ ${#models[@]} -gt 0 ] || models=(vae t2i classifier clip aesthetic eval_classifier)
+# Checkpoints live outside the work tree so that a fresh checkout can still resume.
+mkdir -p "$HOME/.cache/doodl_pl/checkpoints"
+[ -e checkpoints ] || ln -s "$HOME/.cache/doodl_pl/checkpoints" checkpoints
+A=doodl_pl/assets/shapes64
+declare -A export=(
+  [vae]=$A/sd/vae/diffusion_pytorch_model.safetensors
+  [t2i]=$A/sd/model_index.json
+  [clip]=$A/clip/shapes64-clip.safetensors
+  [classifier]=$A/classifier.safetensors
+  [eval_classifier]=$A/eval_classifier.safetensors
+  [aesthetic]=$A/aesthetic_head.safetensors
+)
+for m in "${models[@]}"; do
+  if [ $force = 0 ] && [ -f "${export[$m]}" ]; then echo "== $m: exported, skipping"; continue; fi
+  ckpt=checkpoints/shapes64/$m/last.ckpt
+  resume=()
+  if [ -f "$ckpt" ] && [ $force = 0 ]; then resume=(--ckpt_path "$ckpt"); fi
+  echo "== $m: training ($(date +%T))"
+  start=$(date +%s)
+  .venv/bin/doodl-pl-train fit --config "configs/shapes64/train_$m.yaml" "${resume[@]}"
+  echo "== $m: done in $(( $(date +%s) - start )) s"
+done

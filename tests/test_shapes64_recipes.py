@@ -1,0 +1,69 @@
+"""Every Shapes-64 training recipe runs a few steps and exports through the standard loaders."""
+
+import pytest
+import torch
+import yaml
+from tinify import ROOT
+
+from doodl_pl.shapes64.train import main
+
+CONFIGS = ROOT / "configs" / "shapes64"
+
+
+def run(name, tmp, monkeypatch, **model_args):
+    monkeypatch.setenv("DOODL_PL_CACHE", str(tmp / "cache"))
+    cfg = yaml.safe_load((CONFIGS / f"train_{name}.yaml").read_text())
+    cfg["trainer"].update(max_steps=2, val_check_interval=1, limit_val_batches=1,
+                          enable_progress_bar=False)
+    cfg["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp / "logs")
+    cfg["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(tmp / "ckpt" / name)
+    cfg["data"].update(n=48, val_size=16, batch_size=8, workers=1)
+    cfg["model"]["init_args"].update(export_dir=str(tmp / "export" / name), **model_args)
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    main(["fit", "--config", str(path)])
+    assert (tmp / "ckpt" / name / "last.ckpt").is_file()
+    return tmp / "export" / name
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    return tmp_path_factory.mktemp("recipes")
+
+
+def test_vae_and_t2i_recipes(shared, monkeypatch):
+    from diffusers import StableDiffusionPipeline
+
+    vae = run("vae", shared, monkeypatch, block_out_channels=[16, 16, 16])
+    sd = run("t2i", shared, monkeypatch, vae_dir=str(vae), block_out_channels=[32, 32],
+             text_width=32)
+    pipe = StableDiffusionPipeline.from_pretrained(sd)
+    assert pipe.vae.config.scaling_factor > 0 and pipe.unet.config.sample_size == 16
+    assert pipe.tokenizer.model_max_length == 16
+
+
+def test_clip_and_aesthetic_recipes(shared, monkeypatch):
+    import open_clip
+
+    from doodl_pl.losses import AestheticLoss, ClipSpec
+
+    clip = run("clip", shared, monkeypatch)
+    cfg, weights = clip / "shapes64-clip.json", clip / "shapes64-clip.safetensors"
+    open_clip.add_model_config(str(cfg))
+    model, _, _ = open_clip.create_model_and_transforms("shapes64-clip", pretrained=str(weights))
+    assert model.visual.image_size in (64, (64, 64))
+    head = run("aesthetic", shared, monkeypatch, clip_name=str(cfg), clip_weights=str(weights))
+    loss = AestheticLoss(ClipSpec(str(cfg), str(weights)), str(head / "aesthetic_head.safetensors"))
+    assert loss.score(torch.rand(2, 3, 64, 64)).shape == (2,)
+
+
+@pytest.mark.parametrize("name", ["classifier", "eval_classifier"])
+def test_classifier_recipes(name, shared, monkeypatch):
+    import timm
+
+    (shared / name).mkdir(exist_ok=True)
+    out = run(name, shared / name, monkeypatch)
+    cfg = yaml.safe_load((CONFIGS / f"train_{name}.yaml").read_text())["model"]["init_args"]
+    model = timm.create_model(cfg["model_name"], num_classes=9,
+                              checkpoint_path=str(out / cfg["export_name"]))
+    assert model(torch.rand(1, 3, 64, 64)).shape == (1, 9)
