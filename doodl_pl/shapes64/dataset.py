@@ -47,10 +47,15 @@ def load_split(name: str, n: int, workers: int = 2, root: Path | None = None):
     root = root or cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     stem = root / f"{name}_{n}"
-    if (stem.with_suffix(".npz")).is_file() and (stem.with_suffix(".jsonl")).is_file():
-        images = np.load(stem.with_suffix(".npz"))["images"]
-        records = [json.loads(line) for line in stem.with_suffix(".jsonl").read_text().splitlines()]
-        return images, records
+    cached = sorted(
+        (int(p.stem.rsplit("_", 1)[1]), p.with_suffix("")) for p in root.glob(f"{name}_*.npz")
+        if p.stem.rsplit("_", 1)[1].isdigit() and p.with_suffix(".jsonl").is_file()
+    )
+    for size, path in cached:
+        if size >= n:  # a larger cache of the same split starts with the same seeds
+            images = np.load(path.with_suffix(".npz"))["images"][:n]
+            lines = path.with_suffix(".jsonl").read_text().splitlines()[:n]
+            return images, [json.loads(line) for line in lines]
     chunk = max(1, n // (workers * 8))
     jobs = [(first + s, first + min(n, s + chunk), n_objects) for s in range(0, n, chunk)]
     if workers > 1:
