@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import sys
+from argparse import ArgumentError
 
 from lightning.pytorch.cli import LightningCLI
 
 from .data.datamodule import DoodlDataModule
+from .hub import ModelLoadError
 from .modules.base import GenerationModule
 
 __all__ = ["DoodlCLI", "main"]
 
+EXIT_BAD_INPUT = 2
 EXIT_ITEMS_FAILED = 3
+USER_ERRORS = (ValueError, FileNotFoundError, ModelLoadError, ArgumentError)
 
 
 class DoodlCLI(LightningCLI):
@@ -39,9 +44,37 @@ class DoodlCLI(LightningCLI):
             )
 
 
-def main(args: list[str] | None = None) -> DoodlCLI:
-    """Build and run the CLI. Exits with status 3 when some items failed (console use)."""
-    cli = DoodlCLI(
+def explain(err: BaseException) -> str:
+    """One readable line from a (possibly jsonargparse-wrapped) configuration error."""
+    text = str(err)
+    unknown = re.search(r"Option '([^']+)' is not accepted", text)
+    where = re.search(r'Parser key "([^"]+)"', text)
+    cls = re.search(r"class_path '([^']+)'", text)
+    if unknown:
+        key = unknown.group(1)
+        if where and cls:
+            key = f"{where.group(1)}.init_args.{key}"
+        owner = f" of {cls.group(1)}" if cls else ""
+        return (
+            f"unknown config key `{key}`{owner}; check its spelling and level "
+            f"(`doodl-pl fit --help` and `--print_config` list the accepted keys)"
+        )
+    ours = re.findall(r"(`[\w.\[\]]+` [^\n]+)", text)
+    if ours:
+        return ours[0]
+    lines = [
+        ln.strip()
+        for ln in text.splitlines()
+        if ln.strip()
+        and not ln.strip().startswith(
+            ("Given value", "Subtypes:", "- Expected a <class 'NoneType'>")
+        )
+    ]
+    return " ".join(lines)[:2000]
+
+
+def _build(args: list[str] | None) -> DoodlCLI:
+    return DoodlCLI(
         GenerationModule,
         DoodlDataModule,
         subclass_mode_model=True,
@@ -49,6 +82,7 @@ def main(args: list[str] | None = None) -> DoodlCLI:
         args=args,
         auto_configure_optimizers=False,
         save_config_kwargs={"overwrite": True},
+        parser_kwargs={"exit_on_error": False},
         trainer_defaults={
             "max_epochs": 1,
             "use_distributed_sampler": False,
@@ -57,7 +91,23 @@ def main(args: list[str] | None = None) -> DoodlCLI:
             "log_every_n_steps": 1,
         },
     )
-    if args is None and getattr(cli.model, "failed_ids", None):
+
+
+def main(args: list[str] | None = None) -> DoodlCLI:
+    """Build and run the CLI.
+
+    From the console (``args`` is None) bad input ends in one ``doodl-pl: error: …`` line and
+    exit status 2, and a run where some items failed exits with status 3. Called with ``args``
+    (tests, notebooks), errors propagate as exceptions.
+    """
+    if args is not None:
+        return _build(args)
+    try:
+        cli = _build(None)
+    except USER_ERRORS as err:
+        print(f"doodl-pl: error: {explain(err)}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    if getattr(cli.model, "failed_ids", None):
         sys.exit(EXIT_ITEMS_FAILED)
     return cli
 

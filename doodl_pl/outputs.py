@@ -43,7 +43,10 @@ class OutputWriter:
         self.manifest = self.root / "manifest.jsonl"
 
     def prepare(self) -> None:
+        """Create the folders and drop temporary files a killed run may have left behind."""
         self.images.mkdir(parents=True, exist_ok=True)
+        for stale in self.images.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
 
     def records(self) -> list[dict[str, Any]]:
         """Parsed manifest lines (a line that fails to parse is ignored: it never happens unless

@@ -46,3 +46,8 @@ def backbone(assets, dtype="float32"):
 
 def items(n, prompt="a red circle", seed0=0):
     return [{"id": f"it{i}", "prompt": prompt, "seed": seed0 + i} for i in range(n)]
+
+
+def nan_loss(images):
+    """A loss that is NaN for every image (for failure-path tests)."""
+    return images.mean(dim=(1, 2, 3)) * float("nan")

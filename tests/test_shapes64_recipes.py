@@ -13,8 +13,9 @@ CONFIGS = ROOT / "configs" / "shapes64"
 def run(name, tmp, monkeypatch, **model_args):
     monkeypatch.setenv("DOODL_PL_CACHE", str(tmp / "cache"))
     cfg = yaml.safe_load((CONFIGS / f"train_{name}.yaml").read_text())
-    cfg["trainer"].update(max_steps=2, val_check_interval=1, limit_val_batches=1,
-                          enable_progress_bar=False)
+    cfg["trainer"].update(
+        max_steps=2, val_check_interval=1, limit_val_batches=1, enable_progress_bar=False
+    )
     cfg["trainer"]["logger"]["init_args"]["save_dir"] = str(tmp / "logs")
     cfg["trainer"]["callbacks"][0]["init_args"]["dirpath"] = str(tmp / "ckpt" / name)
     cfg["data"].update(n=48, val_size=16, batch_size=8, workers=1)
@@ -35,8 +36,9 @@ def test_vae_and_t2i_recipes(shared, monkeypatch):
     from diffusers import StableDiffusionPipeline
 
     vae = run("vae", shared, monkeypatch, block_out_channels=[16, 16, 16])
-    sd = run("t2i", shared, monkeypatch, vae_dir=str(vae), block_out_channels=[32, 32],
-             text_width=32)
+    sd = run(
+        "t2i", shared, monkeypatch, vae_dir=str(vae), block_out_channels=[32, 32], text_width=32
+    )
     pipe = StableDiffusionPipeline.from_pretrained(sd)
     assert pipe.vae.config.scaling_factor > 0 and pipe.unet.config.sample_size == 16
     assert pipe.tokenizer.model_max_length == 16
@@ -64,6 +66,7 @@ def test_classifier_recipes(name, shared, monkeypatch):
     (shared / name).mkdir(exist_ok=True)
     out = run(name, shared / name, monkeypatch)
     cfg = yaml.safe_load((CONFIGS / f"train_{name}.yaml").read_text())["model"]["init_args"]
-    model = timm.create_model(cfg["model_name"], num_classes=9,
-                              checkpoint_path=str(out / cfg["export_name"]))
+    model = timm.create_model(
+        cfg["model_name"], num_classes=9, checkpoint_path=str(out / cfg["export_name"])
+    )
     assert model(torch.rand(1, 3, 64, 64)).shape == (1, 9)

@@ -120,5 +120,12 @@ def test_seed_determines_image_and_record():
     a, sa = render_seed(123)
     b, sb = render_seed(123)
     assert np.array_equal(a, b) and sa.record() == sb.record()
-    assert sa.record()["objects"][0]["word"] in ("circle", "square", "diamond", "triangle",
-                                                  "star", "cross", "polygon")
+    assert sa.record()["objects"][0]["word"] in (
+        "circle",
+        "square",
+        "diamond",
+        "triangle",
+        "star",
+        "cross",
+        "polygon",
+    )

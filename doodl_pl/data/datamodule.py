@@ -124,7 +124,14 @@ class DoodlDataModule(pl.LightningDataModule):
         return self._items
 
     def setup(self, stage: str) -> None:
-        self.all_items  # noqa: B018 - parse early so bad input fails before any model work
+        """Parse the items and check every image they name, before any model work."""
+        from .images import check_image
+
+        for it in self.all_items:
+            if it.image:
+                check_image(it.image, f"item {it.id!r} `image`")
+            for ref in it.reference_images or []:
+                check_image(ref, f"item {it.id!r} `reference_images`")
 
     def train_dataloader(self) -> DataLoader:
         module = self.trainer.lightning_module

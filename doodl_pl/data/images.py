@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["ImageLoadError", "load_image", "to_pil"]
+__all__ = ["ImageLoadError", "check_image", "load_image", "to_pil"]
 
 
 class ImageLoadError(ValueError):
@@ -71,6 +71,11 @@ def load_image(path: str | Path, size: int | None = None, where: str = "") -> Te
             img = img.resize((size, size), Image.Resampling.LANCZOS)
     arr = np.asarray(img, dtype=np.float32) / 255.0
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def check_image(path: str | Path, where: str = "") -> None:
+    """Fail now, with the file's name, if ``path`` is missing or not a decodable image."""
+    load_image(path, None, where)
 
 
 def to_pil(image: Tensor):

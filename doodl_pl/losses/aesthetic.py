@@ -28,8 +28,9 @@ class AestheticHead(nn.Module):
             self.layers = nn.Sequential(
                 nn.Linear(state["weight"].shape[1], state["weight"].shape[0])
             )
-            self.layers[0].load_state_dict({"weight": state["weight"].float(),
-                                            "bias": state["bias"].float()})
+            self.layers[0].load_state_dict(
+                {"weight": state["weight"].float(), "bias": state["bias"].float()}
+            )
             return
         idx = sorted({int(k.split(".")[1]) for k in state if k.startswith("layers.")})
         if not idx:

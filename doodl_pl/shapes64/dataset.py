@@ -48,7 +48,8 @@ def load_split(name: str, n: int, workers: int = 2, root: Path | None = None):
     root.mkdir(parents=True, exist_ok=True)
     stem = root / f"{name}_{n}"
     cached = sorted(
-        (int(p.stem.rsplit("_", 1)[1]), p.with_suffix("")) for p in root.glob(f"{name}_*.npz")
+        (int(p.stem.rsplit("_", 1)[1]), p.with_suffix(""))
+        for p in root.glob(f"{name}_*.npz")
         if p.stem.rsplit("_", 1)[1].isdigit() and p.with_suffix(".jsonl").is_file()
     )
     for size, path in cached:
@@ -73,6 +74,7 @@ def load_split(name: str, n: int, workers: int = 2, root: Path | None = None):
 
 
 def scene_from_record(rec: dict) -> Scene:
-    objs = [Obj(o["shape"], o["color"], o["outline"], o["r"], o["cx"], o["cy"])
-            for o in rec["objects"]]
+    objs = [
+        Obj(o["shape"], o["color"], o["outline"], o["r"], o["cx"], o["cy"]) for o in rec["objects"]
+    ]
     return Scene(rec["background"], objs, rec["relation"], rec["caption"], rec["aesthetic"])

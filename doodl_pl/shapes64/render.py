@@ -37,9 +37,22 @@ def shape_polygon(shape: str, r: float) -> np.ndarray | None:
         return np.stack([outer, inner], axis=1).reshape(10, 2)
     if shape == "cross":
         w, length = 0.33 * r, 0.95 * r
-        return np.array([(-w, -length), (w, -length), (w, -w), (length, -w), (length, w), (w, w),
-                         (w, length), (-w, length), (-w, w), (-length, w), (-length, -w),
-                         (-w, -w)])
+        return np.array(
+            [
+                (-w, -length),
+                (w, -length),
+                (w, -w),
+                (length, -w),
+                (length, w),
+                (w, w),
+                (w, length),
+                (-w, length),
+                (-w, w),
+                (-length, w),
+                (-length, -w),
+                (-w, -w),
+            ]
+        )
     n, first = {"pentagon": (5, 0), "hexagon": (6, 0), "octagon": (8, 22.5)}[shape]
     return _ngon(n, r, first)
 

@@ -60,8 +60,14 @@ class ShapesData(pl.LightningDataModule):
         workers: processes used to render a missing cache.
     """
 
-    def __init__(self, split: str = "train", n: int = 60000, batch_size: int = 64,
-                 val_size: int = 512, workers: int = 2) -> None:
+    def __init__(
+        self,
+        split: str = "train",
+        n: int = 60000,
+        batch_size: int = 64,
+        val_size: int = 512,
+        workers: int = 2,
+    ) -> None:
         super().__init__()
         self.split, self.n, self.batch_size = split, n, batch_size
         self.val_size, self.workers = val_size, workers
@@ -74,8 +80,13 @@ class ShapesData(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         idx = np.arange(self.n - self.val_size)
-        return DataLoader(_Indexed(self.images, idx), batch_size=self.batch_size, shuffle=True,
-                          drop_last=True, num_workers=0)
+        return DataLoader(
+            _Indexed(self.images, idx),
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=0,
+        )
 
     def val_dataloader(self) -> DataLoader:
         idx = np.arange(self.n - self.val_size, self.n)
@@ -104,7 +115,9 @@ class _Recipe(pl.LightningModule):
         def schedule(step: int) -> float:
             if step < self.warmup:
                 return (step + 1) / self.warmup
-            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - self.warmup) / max(1, total - self.warmup))))
+            return 0.5 * (
+                1 + math.cos(math.pi * min(1.0, (step - self.warmup) / max(1, total - self.warmup)))
+            )
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return [opt], [{"scheduler": sched, "interval": "step"}]
@@ -133,18 +146,28 @@ class VaeRecipe(_Recipe):
         lr, export_dir: optimiser and output.
     """
 
-    def __init__(self, block_out_channels: tuple[int, ...] = (32, 32, 64), layers_per_block: int = 1,
-                 kl_weight: float = 1e-6, lr: float = 1e-3,
-                 export_dir: str = "pkg:shapes64/sd/vae") -> None:
+    def __init__(
+        self,
+        block_out_channels: tuple[int, ...] = (32, 32, 64),
+        layers_per_block: int = 1,
+        kl_weight: float = 1e-6,
+        lr: float = 1e-3,
+        export_dir: str = "pkg:shapes64/sd/vae",
+    ) -> None:
         super().__init__(lr, export_dir)
         from diffusers import AutoencoderKL
 
         n = len(block_out_channels)
         self.vae = AutoencoderKL(
-            in_channels=3, out_channels=3, latent_channels=4,
-            down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
-            block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
-            norm_num_groups=16, sample_size=64,
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            down_block_types=("DownEncoderBlock2D",) * n,
+            up_block_types=("UpDecoderBlock2D",) * n,
+            block_out_channels=tuple(block_out_channels),
+            layers_per_block=layers_per_block,
+            norm_num_groups=16,
+            sample_size=64,
         )
         self.kl_weight = kl_weight
 
@@ -160,7 +183,9 @@ class VaeRecipe(_Recipe):
     @torch.no_grad()
     def validation_step(self, batch, _):
         x = _to01(batch[0])
-        rec = (self.vae.decode(self.vae.encode(x * 2 - 1).latent_dist.mean).sample / 2 + 0.5).clamp(0, 1)
+        rec = (self.vae.decode(self.vae.encode(x * 2 - 1).latent_dist.mean).sample / 2 + 0.5).clamp(
+            0, 1
+        )
         mse = ((rec - x) ** 2).mean(dim=(1, 2, 3))
         self.log("val/psnr", (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean(), prog_bar=True)
 
@@ -168,7 +193,9 @@ class VaeRecipe(_Recipe):
     def export(self) -> None:
         images = self.trainer.datamodule.images[:2048]
         x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
-        z = torch.cat([self.vae.encode(x[i : i + 256]).latent_dist.mean for i in range(0, len(x), 256)])
+        z = torch.cat(
+            [self.vae.encode(x[i : i + 256]).latent_dist.mean for i in range(0, len(x), 256)]
+        )
         self.vae.register_to_config(scaling_factor=float(1.0 / z.std()))
         vae = copy.deepcopy(self.vae).to(torch.float16)
         vae.save_pretrained(self.export_dir, safe_serialization=True)
@@ -188,11 +215,18 @@ class TextToImageRecipe(_Recipe):
         ema_decay: decay of the exported exponential moving average.
     """
 
-    def __init__(self, vae_dir: str = "pkg:shapes64/sd/vae",
-                 block_out_channels: tuple[int, ...] = (32, 64, 128), layers_per_block: int = 1,
-                 text_width: int = 64, text_layers: int = 2, caption_dropout: float = 0.1,
-                 ema_decay: float = 0.999, lr: float = 5e-4,
-                 export_dir: str = "pkg:shapes64/sd") -> None:
+    def __init__(
+        self,
+        vae_dir: str = "pkg:shapes64/sd/vae",
+        block_out_channels: tuple[int, ...] = (32, 64, 128),
+        layers_per_block: int = 1,
+        text_width: int = 64,
+        text_layers: int = 2,
+        caption_dropout: float = 0.1,
+        ema_decay: float = 0.999,
+        lr: float = 5e-4,
+        export_dir: str = "pkg:shapes64/sd",
+    ) -> None:
         super().__init__(lr, export_dir)
         from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
         from transformers import CLIPTextConfig, CLIPTextModel
@@ -201,24 +235,39 @@ class TextToImageRecipe(_Recipe):
 
         self.vae = AutoencoderKL.from_pretrained(resolve(vae_dir), torch_dtype=torch.float32)
         self.vae.requires_grad_(False).eval()
-        self.text = CLIPTextModel(CLIPTextConfig(
-            hidden_size=text_width, intermediate_size=2 * text_width, num_attention_heads=4,
-            num_hidden_layers=text_layers, vocab_size=49408, max_position_embeddings=MAX_TOKENS,
-            projection_dim=text_width,
-        ))
+        self.text = CLIPTextModel(
+            CLIPTextConfig(
+                hidden_size=text_width,
+                intermediate_size=2 * text_width,
+                num_attention_heads=4,
+                num_hidden_layers=text_layers,
+                vocab_size=49408,
+                max_position_embeddings=MAX_TOKENS,
+                projection_dim=text_width,
+            )
+        )
         import tempfile
 
         self.tokenizer = build_clip_tokenizer(tempfile.mkdtemp(), model_max_length=MAX_TOKENS)
         n = len(block_out_channels)
         self.unet = UNet2DConditionModel(
-            sample_size=16, in_channels=4, out_channels=4,
-            block_out_channels=tuple(block_out_channels), layers_per_block=layers_per_block,
+            sample_size=16,
+            in_channels=4,
+            out_channels=4,
+            block_out_channels=tuple(block_out_channels),
+            layers_per_block=layers_per_block,
             down_block_types=("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",),
             up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1),
-            cross_attention_dim=text_width, attention_head_dim=8, norm_num_groups=32,
+            cross_attention_dim=text_width,
+            attention_head_dim=8,
+            norm_num_groups=32,
         )
-        self.noise_scheduler = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085,
-                                             beta_end=0.012, beta_schedule="scaled_linear")
+        self.noise_scheduler = DDPMScheduler(
+            num_train_timesteps=1000,
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+        )
         self.ema = None
         self.ema_decay, self.caption_dropout = ema_decay, caption_dropout
         self._latents: Tensor | None = None
@@ -250,12 +299,15 @@ class TextToImageRecipe(_Recipe):
             if rng.random() < self.caption_dropout:
                 out.append("")
             else:
-                out.append(caption(scene_from_record(self.records[j]), np.random.default_rng([j, step])))
+                out.append(
+                    caption(scene_from_record(self.records[j]), np.random.default_rng([j, step]))
+                )
         return out
 
     def encode_text(self, texts: list[str]) -> Tensor:
-        ids = self.tokenizer(texts, padding="max_length", max_length=MAX_TOKENS, truncation=True,
-                             return_tensors="pt").input_ids.to(self.device)
+        ids = self.tokenizer(
+            texts, padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt"
+        ).input_ids.to(self.device)
         return self.text(ids)[0]
 
     def training_step(self, batch, _):
@@ -264,7 +316,9 @@ class TextToImageRecipe(_Recipe):
         noise = torch.randn_like(z0)
         t = torch.randint(0, 1000, (len(idx),), device=self.device)
         zt = self.noise_scheduler.add_noise(z0, noise, t)
-        pred = self.unet(zt, t, encoder_hidden_states=self.encode_text(self.captions(idx, self.global_step))).sample
+        pred = self.unet(
+            zt, t, encoder_hidden_states=self.encode_text(self.captions(idx, self.global_step))
+        ).sample
         loss = F.mse_loss(pred, noise)
         self.log("train/loss", loss, prog_bar=True)
         return loss
@@ -293,12 +347,23 @@ class TextToImageRecipe(_Recipe):
         unet, text = copy.deepcopy(self.unet), copy.deepcopy(self.text)
         for e, p in zip(self.ema, list(unet.parameters()) + list(text.parameters()), strict=True):
             p.copy_(e)
-        scheduler = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
-                                  beta_schedule="scaled_linear", clip_sample=False,
-                                  set_alpha_to_one=False, steps_offset=1)
+        scheduler = DDIMScheduler(
+            num_train_timesteps=1000,
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            clip_sample=False,
+            set_alpha_to_one=False,
+            steps_offset=1,
+        )
         pipe = StableDiffusionPipeline(
-            vae=copy.deepcopy(self.vae).half(), text_encoder=text.half(), tokenizer=self.tokenizer,
-            unet=unet.half(), scheduler=scheduler, safety_checker=None, feature_extractor=None,
+            vae=copy.deepcopy(self.vae).half(),
+            text_encoder=text.half(),
+            tokenizer=self.tokenizer,
+            unet=unet.half(),
+            scheduler=scheduler,
+            safety_checker=None,
+            feature_extractor=None,
             requires_safety_checker=False,
         )
         pipe.save_pretrained(self.export_dir, safe_serialization=True)
@@ -307,10 +372,22 @@ class TextToImageRecipe(_Recipe):
 # -- CLIP ---------------------------------------------------------------------------------------------
 CLIP_CONFIG = {
     "embed_dim": 64,
-    "vision_cfg": {"image_size": 64, "layers": 4, "width": 128, "patch_size": 8, "head_width": 32,
-                   "mlp_ratio": 2.0},
-    "text_cfg": {"context_length": MAX_TOKENS, "vocab_size": 49408, "width": 64, "heads": 4,
-                 "layers": 3, "mlp_ratio": 2.0},
+    "vision_cfg": {
+        "image_size": 64,
+        "layers": 4,
+        "width": 128,
+        "patch_size": 8,
+        "head_width": 32,
+        "mlp_ratio": 2.0,
+    },
+    "text_cfg": {
+        "context_length": MAX_TOKENS,
+        "vocab_size": 49408,
+        "width": 64,
+        "heads": 4,
+        "layers": 3,
+        "mlp_ratio": 2.0,
+    },
 }
 
 
@@ -320,8 +397,13 @@ class ClipRecipe(_Recipe):
     Exports ``shapes64-clip.json`` (the open_clip model config) and ``shapes64-clip.safetensors``.
     """
 
-    def __init__(self, model_cfg: dict | None = None, lr: float = 5e-4,
-                 export_dir: str = "pkg:shapes64/clip", name: str = "shapes64-clip") -> None:
+    def __init__(
+        self,
+        model_cfg: dict | None = None,
+        lr: float = 5e-4,
+        export_dir: str = "pkg:shapes64/clip",
+        name: str = "shapes64-clip",
+    ) -> None:
         super().__init__(lr, export_dir)
         import open_clip
 
@@ -339,21 +421,30 @@ class ClipRecipe(_Recipe):
 
     def training_step(self, batch, _):
         idx = batch[1].tolist()
-        texts = [caption(scene_from_record(self.records[j]), np.random.default_rng([j, self.global_step]))
-                 for j in idx]
+        texts = [
+            caption(
+                scene_from_record(self.records[j]), np.random.default_rng([j, self.global_step])
+            )
+            for j in idx
+        ]
         img = F.normalize(self.model.encode_image((_to01(batch[0]) - self.mean) / self.std), dim=-1)
         txt = F.normalize(self.model.encode_text(self.tokenizer(texts).to(self.device)), dim=-1)
         logits = self.model.logit_scale.exp().clamp(max=100) * img @ txt.T
         # identical captions in a batch are positives too
         same = torch.tensor([[a == b for b in texts] for a in texts], device=self.device).float()
         target = same / same.sum(1, keepdim=True)
-        loss = -(target * logits.log_softmax(1)).sum(1).mean() - (target * logits.T.log_softmax(1)).sum(1).mean()
+        loss = (
+            -(target * logits.log_softmax(1)).sum(1).mean()
+            - (target * logits.T.log_softmax(1)).sum(1).mean()
+        )
         self.log("train/loss", loss / 2, prog_bar=True)
         return loss / 2
 
     def export(self) -> None:
-        save_weights({k: v.half() for k, v in self.model.state_dict().items()},
-                     self.export_dir / f"{self.name}.safetensors")
+        save_weights(
+            {k: v.half() for k, v in self.model.state_dict().items()},
+            self.export_dir / f"{self.name}.safetensors",
+        )
 
 
 # -- classifiers ----------------------------------------------------------------------------------
@@ -367,8 +458,14 @@ class ClassifierRecipe(_Recipe):
         export_name: file name of the exported safetensors.
     """
 
-    def __init__(self, model_name: str = "resnet10t", augment: bool = False, lr: float = 2e-3,
-                 export_dir: str = "pkg:shapes64", export_name: str = "classifier.safetensors") -> None:
+    def __init__(
+        self,
+        model_name: str = "resnet10t",
+        augment: bool = False,
+        lr: float = 2e-3,
+        export_dir: str = "pkg:shapes64",
+        export_name: str = "classifier.safetensors",
+    ) -> None:
         super().__init__(lr, export_dir, warmup=100)
         import timm
         from timm.data import resolve_data_config
@@ -380,8 +477,10 @@ class ClassifierRecipe(_Recipe):
         self.augment, self.export_name = augment, export_name
 
     def labels(self, idx: Tensor) -> Tensor:
-        return torch.tensor([SHAPES.index(self.records[j]["objects"][0]["shape"]) for j in idx.tolist()],
-                            device=self.device)
+        return torch.tensor(
+            [SHAPES.index(self.records[j]["objects"][0]["shape"]) for j in idx.tolist()],
+            device=self.device,
+        )
 
     def perturb(self, x: Tensor) -> Tensor:
         """Random blur, Gaussian noise and shifts of up to 3 px, per image."""
@@ -414,8 +513,13 @@ class ClassifierRecipe(_Recipe):
         self.log("val/acc", acc, prog_bar=True)
 
     def export(self) -> None:
-        save_weights({k: v.half() if v.is_floating_point() else v
-                      for k, v in self.model.state_dict().items()}, self.export_dir / self.export_name)
+        save_weights(
+            {
+                k: v.half() if v.is_floating_point() else v
+                for k, v in self.model.state_dict().items()
+            },
+            self.export_dir / self.export_name,
+        )
 
 
 # -- aesthetic head -------------------------------------------------------------------------------
@@ -425,15 +529,24 @@ class AestheticRecipe(_Recipe):
     Saved in LAION's layout (``layers.0``, ``layers.2``) with the activation in the metadata.
     """
 
-    def __init__(self, clip_name: str = "pkg:shapes64/clip/shapes64-clip.json",
-                 clip_weights: str = "pkg:shapes64/clip/shapes64-clip.safetensors",
-                 hidden: int = 128, lr: float = 2e-3,
-                 export_dir: str = "pkg:shapes64", export_name: str = "aesthetic_head.safetensors"):
+    def __init__(
+        self,
+        clip_name: str = "pkg:shapes64/clip/shapes64-clip.json",
+        clip_weights: str = "pkg:shapes64/clip/shapes64-clip.safetensors",
+        hidden: int = 128,
+        lr: float = 2e-3,
+        export_dir: str = "pkg:shapes64",
+        export_name: str = "aesthetic_head.safetensors",
+    ):
         super().__init__(lr, export_dir, warmup=50)
         from ..losses.clip_models import ClipModel, ClipSpec
 
         self.clip = ClipModel(ClipSpec(clip_name, clip_weights))
-        dim = self.clip.model.text_projection.shape[1] if hasattr(self.clip.model, "text_projection") else 64
+        dim = (
+            self.clip.model.text_projection.shape[1]
+            if hasattr(self.clip.model, "text_projection")
+            else 64
+        )
         self.head = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
         self.export_name = export_name
 
@@ -448,7 +561,9 @@ class AestheticRecipe(_Recipe):
     def step(self, batch) -> Tensor:
         with torch.no_grad():
             emb = self.clip.encode_image(_to01(batch[0]))
-        target = torch.tensor([self.records[j]["aesthetic"] for j in batch[1].tolist()], device=self.device)
+        target = torch.tensor(
+            [self.records[j]["aesthetic"] for j in batch[1].tolist()], device=self.device
+        )
         return self.head(emb).squeeze(-1), target
 
     def training_step(self, batch, _):
@@ -465,7 +580,9 @@ class AestheticRecipe(_Recipe):
     def export(self) -> None:
         from safetensors.torch import save_file
 
-        state = {f"layers.{k}": v.detach().half().contiguous() for k, v in self.head.state_dict().items()}
+        state = {
+            f"layers.{k}": v.detach().half().contiguous() for k, v in self.head.state_dict().items()
+        }
         save_file(state, str(self.export_dir / self.export_name), metadata={"activation": "gelu"})
 
 
@@ -473,8 +590,13 @@ def main(args: list[str] | None = None):
     """``doodl-pl-train fit --config configs/shapes64/train_<model>.yaml``."""
     from lightning.pytorch.cli import LightningCLI
 
-    return LightningCLI(pl.LightningModule, ShapesData, subclass_mode_model=True, args=args,
-                        save_config_kwargs={"overwrite": True})
+    return LightningCLI(
+        pl.LightningModule,
+        ShapesData,
+        subclass_mode_model=True,
+        args=args,
+        save_config_kwargs={"overwrite": True},
+    )
 
 
 if __name__ == "__main__":

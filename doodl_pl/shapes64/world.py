@@ -35,7 +35,17 @@ COLORS = {
     "blue": (40, 90, 200),
     "purple": (130, 60, 170),
 }
-SHAPES = ["circle", "square", "diamond", "triangle", "star", "cross", "pentagon", "hexagon", "octagon"]
+SHAPES = [
+    "circle",
+    "square",
+    "diamond",
+    "triangle",
+    "star",
+    "cross",
+    "pentagon",
+    "hexagon",
+    "octagon",
+]
 SHAPE_WORD = {s: ("polygon" if s in ("pentagon", "hexagon", "octagon") else s) for s in SHAPES}
 BOUND = 1.15  # bounding-circle radius factor
 GRID_POS = [
@@ -125,8 +135,10 @@ def caption(scene: Scene, rng: np.random.Generator) -> str:
     """Draw a caption for ``scene`` following the spec's grammar and probabilities."""
     if len(scene.objects) == 2:
         a, b = scene.objects
-        return (f"{article(a.color)} {a.color} {a.word} {scene.relation} "
-                f"{article(b.color)} {b.color} {b.word}")
+        return (
+            f"{article(a.color)} {a.color} {a.word} {scene.relation} "
+            f"{article(b.color)} {b.color} {b.word}"
+        )
     (o,) = scene.objects
     words = []
     sw = size_word(o.r)
@@ -159,7 +171,10 @@ def sample_scene(seed: int, n_objects: int | None = None, shape: str | None = No
         obj = Obj(sh, color, _outline(rng, color), r, cx, cy)
         scene = Scene(bg, [obj], None, aesthetic=aesthetic_score(obj))
     else:
-        shapes = [shape or SHAPES[int(rng.integers(len(SHAPES)))], SHAPES[int(rng.integers(len(SHAPES)))]]
+        shapes = [
+            shape or SHAPES[int(rng.integers(len(SHAPES)))],
+            SHAPES[int(rng.integers(len(SHAPES)))],
+        ]
         ca, cb = rng.choice(len(names), size=2, replace=False)
         colors = [names[int(ca)], names[int(cb)]]
         rs = [float(rng.uniform(7, 11)), float(rng.uniform(7, 11))]
@@ -167,11 +182,16 @@ def sample_scene(seed: int, n_objects: int | None = None, shape: str | None = No
             (ax, ay), (bx, by) = _center(rng, rs[0]), _center(rng, rs[1])
             dx, dy = bx - ax, by - ay
             dom, other = (abs(dx), abs(dy)) if abs(dx) >= abs(dy) else (abs(dy), abs(dx))
-            if (math.hypot(dx, dy) >= BOUND * (rs[0] + rs[1]) + 3 and dom >= 14
-                    and dom >= 1.5 * other):
+            if (
+                math.hypot(dx, dy) >= BOUND * (rs[0] + rs[1]) + 3
+                and dom >= 14
+                and dom >= 1.5 * other
+            ):
                 break
-        objs = [Obj(shapes[k], colors[k], _outline(rng, colors[k]), rs[k], *c)
-                for k, c in enumerate(((ax, ay), (bx, by)))]
+        objs = [
+            Obj(shapes[k], colors[k], _outline(rng, colors[k]), rs[k], *c)
+            for k, c in enumerate(((ax, ay), (bx, by)))
+        ]
         scene = Scene(bg, objs, relation(objs[0], objs[1]))
     scene.caption = caption(scene, rng)
     return scene
