@@ -24,14 +24,19 @@ def test_configs_exist():
 
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
 def test_config_parses(config, capsys):
+    from doodl_pl.shapes64.train import main as train_main
+
+    entry = train_main if config.name.startswith("train_") else main
     with pytest.raises(SystemExit) as exc:
-        main(["fit", "--config", str(config), "--print_config"])
+        entry(["fit", "--config", str(config), "--print_config"])
     assert exc.value.code == 0
     assert "class_path" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
-    "config", [p for p in CONFIGS if p.parent.name == "configs"], ids=lambda p: p.stem
+    "config",
+    [p for p in CONFIGS if p.parent.name in ("configs", "demo")],
+    ids=lambda p: str(p.relative_to(ROOT / "configs").with_suffix("")),
 )
 def test_fit_end_to_end(config, tiny_assets, tmp_path):
     out = tmp_path / "run"

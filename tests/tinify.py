@@ -56,6 +56,8 @@ def tinify(
     trainer = cfg.setdefault("trainer", {})
     trainer["accelerator"] = "cpu"
     trainer["enable_progress_bar"] = False
+    data_cfg = cfg["data"]["init_args"]
+    data_cfg["batch_size"] = min(data_cfg.get("batch_size", 1), 2)
     if isinstance(trainer.get("logger"), dict):
         trainer["logger"]["init_args"]["save_dir"] = str(out)
     data = cfg["data"]["init_args"]

@@ -26,8 +26,12 @@ class _ClipEnsembleLoss(ImageLoss):
         cut_power: float,
         reduction: Literal["mean", "min"],
         weight: float,
+        min_cut: float | None = None,
     ) -> None:
         super().__init__(weight)
+        if min_cut is not None and not 0 < min_cut <= 1:
+            raise ValueError(f"`min_cut` must be in (0, 1], got {min_cut}")
+        self.min_cut = min_cut
         if n_cuts < 0:
             raise ValueError(f"`n_cuts` must be >= 0 (0 = whole image), got {n_cuts}")
         if reduction not in ("mean", "min"):
@@ -67,6 +71,8 @@ class CLIPTextLoss(_ClipEnsembleLoss):
         cut_power: cut sizes lean to the full image as u^cut_power.
         reduction: ``mean`` or ``min`` over cuts (the reference code used ``min``).
         weight: weight when several losses are summed.
+        min_cut: smallest cut as a fraction of the image side, for images no larger than the
+            CLIP input (e.g. 64-px Shapes-64 renders); ``None`` keeps the reference formula.
     """
 
     def __init__(
@@ -77,8 +83,9 @@ class CLIPTextLoss(_ClipEnsembleLoss):
         cut_power: float = 0.3,
         reduction: Literal["mean", "min"] = "mean",
         weight: float = 1.0,
+        min_cut: float | None = None,
     ) -> None:
-        super().__init__(models, n_cuts, cut_power, reduction, weight)
+        super().__init__(models, n_cuts, cut_power, reduction, weight, min_cut)
         self.text = text
 
     def targets(self, model: ClipModel, ctx: LossContext, batch_size: int) -> Tensor:
@@ -92,7 +99,7 @@ class CLIPImageLoss(_ClipEnsembleLoss):
     Args:
         models: ensemble members; the paper used ViT-B/32, L/14, g/14 at 0.5, 0.25, 0.25.
         reference_images: fixed reference files; ``None`` uses each item's ``reference_images``.
-        n_cuts, cut_power, reduction, weight: as in :class:`CLIPTextLoss`.
+        n_cuts, cut_power, reduction, weight, min_cut: as in :class:`CLIPTextLoss`.
     """
 
     def __init__(
@@ -103,8 +110,9 @@ class CLIPImageLoss(_ClipEnsembleLoss):
         cut_power: float = 0.3,
         reduction: Literal["mean", "min"] = "mean",
         weight: float = 1.0,
+        min_cut: float | None = None,
     ) -> None:
-        super().__init__(models, n_cuts, cut_power, reduction, weight)
+        super().__init__(models, n_cuts, cut_power, reduction, weight, min_cut)
         self.reference_images = reference_images
         self._cache: dict[tuple[int, tuple[str, ...]], Tensor] = {}
 

@@ -19,16 +19,19 @@ def resize_to(images: Tensor, size: int) -> Tensor:
 
 
 def multi_crop(
-    image: Tensor, n_cuts: int, size: int, cut_power: float = 0.3, generator=None
+    image: Tensor, n_cuts: int, size: int, cut_power: float = 0.3, generator=None,
+    min_cut: float | None = None,
 ) -> Tensor:
     """``n_cuts`` random square crops of one image ``(3, H, W)`` → ``(n_cuts, 3, size, size)``.
 
     Side = u^cut_power · (S − s) + s with u ~ U(0, 1), S = min(H, W) and s = min(S, size), so
     cuts lean towards the whole image; each is placed uniformly and resized to ``size``.
+    When the image is no larger than the model input (S ≤ size) every such cut is the whole
+    image; ``min_cut`` (a fraction of S) then sets s = min_cut·S so cuts still vary.
     """
     _, h, w = image.shape
     big = min(h, w)
-    small = min(big, size)
+    small = min(big, size) if min_cut is None else max(1, int(min_cut * big))
     u = torch.rand(n_cuts, generator=generator)
     offs = torch.rand(n_cuts, 2, generator=generator)
     cuts = []
