@@ -129,3 +129,23 @@ def test_seed_determines_image_and_record():
         "cross",
         "polygon",
     )
+
+
+def test_analysis_recovers_ground_truth_on_exact_renders():
+    from doodl_pl.shapes64.analysis import find_objects, relation_of
+
+    n = colors = relations = twos = outlines = 0
+    for seed in range(200):
+        img, scene = render_seed(seed)
+        found = find_objects(img)
+        n += 1
+        by = {f.color: f for f in found}
+        if len(found) != len(scene.objects) or any(o.color not in by for o in scene.objects):
+            continue
+        colors += 1
+        outlines += all(by[o.color].outline == o.outline for o in scene.objects)
+        if len(found) == 2:
+            twos += 1
+            a, b = scene.objects
+            relations += relation_of(by[a.color], by[b.color]) == scene.relation
+    assert colors / n >= 0.98 and outlines / n >= 0.97 and relations == twos

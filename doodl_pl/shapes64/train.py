@@ -123,7 +123,9 @@ class _Recipe(pl.LightningModule):
         return [opt], [{"scheduler": sched, "interval": "step"}]
 
     def on_train_end(self) -> None:
-        if self.trainer.global_step >= self.trainer.max_steps and self.trainer.is_global_zero:
+        """Export when training ended by itself (max_steps or the max_time budget), not when it
+        was interrupted; a resumed run exports at its end."""
+        if not self.trainer.interrupted and self.trainer.is_global_zero:
             self.export_dir.mkdir(parents=True, exist_ok=True)
             self.export()
             print(f"exported to {self.export_dir}")

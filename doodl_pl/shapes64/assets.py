@@ -1,0 +1,28 @@
+"""The shipped Shapes-64 models, loaded through the standard loaders."""
+
+from __future__ import annotations
+
+from ..hub import ASSETS
+from ..losses.clip_models import ClipSpec
+
+__all__ = ["CLIP", "EVAL_CLASSIFIER", "GUIDE_CLASSIFIER", "HEAD", "SD", "available"]
+
+ROOT = ASSETS / "shapes64"
+SD = "shapes64/sd"
+CLIP = ClipSpec("shapes64/clip/shapes64-clip.json", "shapes64/clip/shapes64-clip.safetensors")
+GUIDE_CLASSIFIER = {"model_name": "resnet10t", "checkpoint_path": "shapes64/classifier.safetensors"}
+EVAL_CLASSIFIER = {"model_name": "mobilenetv3_small_100",
+                   "checkpoint_path": "shapes64/eval_classifier.safetensors"}
+HEAD = "shapes64/aesthetic_head.safetensors"
+FILES = {
+    "sd": ROOT / "sd" / "model_index.json",
+    "vae": ROOT / "sd" / "vae" / "diffusion_pytorch_model.safetensors",
+    "clip": ROOT / "clip" / "shapes64-clip.safetensors",
+    "classifier": ROOT / "classifier.safetensors",
+    "eval_classifier": ROOT / "eval_classifier.safetensors",
+    "aesthetic": ROOT / "aesthetic_head.safetensors",
+}
+
+
+def available() -> dict[str, bool]:
+    return {k: p.is_file() for k, p in FILES.items()}

@@ -1,0 +1,63 @@
+"""The shipped Shapes-64 weights load through exactly the loaders real models use."""
+
+import pytest
+import torch
+
+from doodl_pl.hub import ASSETS
+from doodl_pl.shapes64.assets import FILES, available
+
+HAVE = available()
+
+
+def needs(*names):
+    missing = [n for n in names if not HAVE[n]]
+    return pytest.mark.skipif(bool(missing), reason=f"not trained/shipped yet: {missing}")
+
+
+def test_assets_fit_the_size_budget():
+    total = sum(p.stat().st_size for p in (ASSETS / "shapes64").rglob("*") if p.is_file())
+    assert total <= 60 * 2**20
+
+
+@needs("sd")
+def test_sd_pipeline_loads_like_stable_diffusion():
+    from diffusers import StableDiffusionPipeline
+
+    from doodl_pl.backbones import StableDiffusion
+
+    pipe = StableDiffusionPipeline.from_pretrained(ASSETS / "shapes64" / "sd")
+    assert pipe.unet.config.sample_size == 16 and pipe.vae.config.latent_channels == 4
+    sd = StableDiffusion("shapes64/sd")
+    assert sd.image_size == 64 and sd.latent_shape() == (4, 16, 16)
+    acp = sd.scheduler.alphas_cumprod
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
+    assert torch.allclose(acp.double(), torch.cumprod(1 - betas, 0), atol=1e-6)
+
+
+@needs("clip")
+def test_clip_loads_with_open_clip():
+    import open_clip
+
+    root = ASSETS / "shapes64" / "clip"
+    open_clip.add_model_config(str(root / "shapes64-clip.json"))
+    model, _, _ = open_clip.create_model_and_transforms(
+        "shapes64-clip", pretrained=str(root / "shapes64-clip.safetensors"))
+    assert model.encode_image(torch.rand(1, 3, 64, 64)).shape[-1] == 64
+
+
+@needs("classifier", "eval_classifier")
+def test_classifiers_load_with_timm():
+    import timm
+
+    for name, arch in (("classifier", "resnet10t"), ("eval_classifier", "mobilenetv3_small_100")):
+        m = timm.create_model(arch, num_classes=9, checkpoint_path=str(FILES[name]))
+        assert m(torch.rand(1, 3, 64, 64)).shape == (1, 9)
+
+
+@needs("clip", "aesthetic")
+def test_aesthetic_head_loads():
+    from doodl_pl.losses import AestheticLoss
+    from doodl_pl.shapes64.assets import CLIP, HEAD
+
+    loss = AestheticLoss(CLIP, HEAD)
+    assert loss.score(torch.rand(2, 3, 64, 64)).shape == (2,)
