@@ -17,8 +17,13 @@ def _rows(run: Path) -> dict[str, dict]:
     return {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
 
 
-def side_by_side(runs: list[str | Path], out: str | Path, labels: list[str] | None = None,
-                 scale: int = 3, max_items: int = 16) -> Path:
+def side_by_side(
+    runs: list[str | Path],
+    out: str | Path,
+    labels: list[str] | None = None,
+    scale: int = 3,
+    max_items: int = 16,
+) -> Path:
     """Write a PNG grid comparing ``runs`` (output folders) item by item.
 
     Each cell shows the item's image (upscaled ``scale``× without smoothing) with the run label,
@@ -31,8 +36,15 @@ def side_by_side(runs: list[str | Path], out: str | Path, labels: list[str] | No
     manifests = [_rows(r) for r in runs]
     ids = [i for i in manifests[0] if manifests[0][i].get("status", "ok") == "ok"][:max_items]
     font = ImageFont.load_default()
-    probe = next((r / "images" / f"{i}.png" for r in runs for i in ids
-                  if (r / "images" / f"{i}.png").is_file()), None)
+    probe = next(
+        (
+            r / "images" / f"{i}.png"
+            for r in runs
+            for i in ids
+            if (r / "images" / f"{i}.png").is_file()
+        ),
+        None,
+    )
     if probe is None:
         raise FileNotFoundError(f"no images to compare under {runs[0] / 'images'}")
     side = Image.open(probe).size[0] * scale
@@ -47,7 +59,9 @@ def side_by_side(runs: list[str | Path], out: str | Path, labels: list[str] | No
             x, y = pad + c * cell_w, 16 + pad + r * cell_h
             png = run / "images" / f"{item}.png"
             if png.is_file():
-                grid.paste(Image.open(png).convert("RGB").resize((side, side), Image.NEAREST), (x, y))
+                grid.paste(
+                    Image.open(png).convert("RGB").resize((side, side), Image.NEAREST), (x, y)
+                )
             row = rows.get(item, {})
             loss = row.get("loss_end")
             caption = f"loss {loss:.3f}" if isinstance(loss, (int, float)) else ""

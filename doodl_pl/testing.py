@@ -80,10 +80,11 @@ def build_tiny_sd(path, seed: int = 0):
     """
     from pathlib import Path
 
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline
+    from diffusers import AutoencoderKL, StableDiffusionPipeline
     from transformers import CLIPTextConfig, CLIPTextModel
 
     from .models.tokenizer import build_clip_tokenizer
+    from .sampling.schedule import sd1_scheduler
 
     path = Path(path)
     torch.manual_seed(seed)
@@ -110,14 +111,7 @@ def build_tiny_sd(path, seed: int = 0):
         )
     )
     tokenizer = build_clip_tokenizer(path / "_tokenizer_src")
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
+    scheduler = sd1_scheduler()
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text,

@@ -45,8 +45,9 @@ def classifier(spec):
 
 @torch.no_grad()
 def predict_shapes(clf, images: torch.Tensor) -> np.ndarray:
-    return np.concatenate([clf.logits(images[i : i + 256]).argmax(1).numpy()
-                           for i in range(0, len(images), 256)])
+    return np.concatenate(
+        [clf.logits(images[i : i + 256]).argmax(1).numpy() for i in range(0, len(images), 256)]
+    )
 
 
 @torch.no_grad()
@@ -54,7 +55,9 @@ def part_vae(out, n):
     from doodl_pl.backbones import StableDiffusion
 
     sd = StableDiffusion(SD)
-    imgs = torch.cat([to_tensor(load_split("eval_one", n)[0]), to_tensor(load_split("eval_two", n)[0])])
+    imgs = torch.cat(
+        [to_tensor(load_split("eval_one", n)[0]), to_tensor(load_split("eval_two", n)[0])]
+    )
     psnr = []
     for i in range(0, len(imgs), 64):
         x = imgs[i : i + 64]
@@ -63,8 +66,10 @@ def part_vae(out, n):
         psnr += (10 * torch.log10(1 / mse.clamp_min(1e-10))).tolist()
     out["vae_psnr_db"] = float(np.mean(psnr))
     out["vae_psnr_db_std"] = float(np.std(psnr))
-    print(f"VAE reconstruction PSNR: {np.mean(psnr):.2f} dB (± {np.std(psnr):.2f} sd, "
-          f"{len(psnr)} held-out renders; target ≥ 28)")
+    print(
+        f"VAE reconstruction PSNR: {np.mean(psnr):.2f} dB (± {np.std(psnr):.2f} sd, "
+        f"{len(psnr)} held-out renders; target ≥ 28)"
+    )
 
 
 @torch.no_grad()
@@ -72,12 +77,17 @@ def part_classifiers(out, n):
     images, records = load_split("eval_one", n)
     x = to_tensor(images)
     truth = np.array([SHAPES.index(r["objects"][0]["shape"]) for r in records])
-    for name, spec in (("guide_classifier", GUIDE_CLASSIFIER), ("eval_classifier", EVAL_CLASSIFIER)):
+    for name, spec in (
+        ("guide_classifier", GUIDE_CLASSIFIER),
+        ("eval_classifier", EVAL_CLASSIFIER),
+    ):
         hits = int((predict_shapes(classifier(spec), x) == truth).sum())
         out[f"{name}_accuracy"] = hits / len(truth)
         target = " (target ≥ 0.97)" if name == "guide_classifier" else ""
-        print(f"{name} accuracy on clean held-out renders: {hits / len(truth):.4f} "
-              f"{ci95(hits, len(truth))}{target}")
+        print(
+            f"{name} accuracy on clean held-out renders: {hits / len(truth):.4f} "
+            f"{ci95(hits, len(truth))}{target}"
+        )
 
 
 @torch.no_grad()
@@ -92,14 +102,22 @@ def part_clip(out, n):
     shape_hits = color_hits = 0
     for e, rec in zip(emb, records, strict=True):
         o = rec["objects"][0]
-        shape_txt = clip.encode_text([f"{'an' if o['color'][0] in 'aeiou' else 'a'} {o['color']} {w}" for w in words])
-        color_txt = clip.encode_text([f"{'an' if c[0] in 'aeiou' else 'a'} {c} {o['word']}" for c in colors])
+        shape_txt = clip.encode_text(
+            [f"{'an' if o['color'][0] in 'aeiou' else 'a'} {o['color']} {w}" for w in words]
+        )
+        color_txt = clip.encode_text(
+            [f"{'an' if c[0] in 'aeiou' else 'a'} {c} {o['word']}" for c in colors]
+        )
         shape_hits += words[int((shape_txt @ e).argmax())] == o["word"]
         color_hits += colors[int((color_txt @ e).argmax())] == o["color"]
     out["clip_zero_shot_shape_top1"] = shape_hits / n
     out["clip_zero_shot_color_top1"] = color_hits / n
-    print(f"CLIP zero-shot shape top-1 ({len(words)} words): {shape_hits / n:.4f} {ci95(shape_hits, n)} (target ≥ 0.80)")
-    print(f"CLIP zero-shot color top-1 (6 colors): {color_hits / n:.4f} {ci95(color_hits, n)} (target ≥ 0.90)")
+    print(
+        f"CLIP zero-shot shape top-1 ({len(words)} words): {shape_hits / n:.4f} {ci95(shape_hits, n)} (target ≥ 0.80)"
+    )
+    print(
+        f"CLIP zero-shot color top-1 (6 colors): {color_hits / n:.4f} {ci95(color_hits, n)} (target ≥ 0.90)"
+    )
 
 
 @torch.no_grad()
@@ -113,7 +131,9 @@ def part_aesthetic(out, n):
     r = float(np.corrcoef(pred, true)[0, 1])
     out["aesthetic_pearson_r"] = r
     z, se = np.arctanh(r), 1 / math.sqrt(n - 3)
-    print(f"aesthetic head Pearson r: {r:.4f} [{np.tanh(z - 1.96 * se):.3f}, {np.tanh(z + 1.96 * se):.3f}] (target ≥ 0.8)")
+    print(
+        f"aesthetic head Pearson r: {r:.4f} [{np.tanh(z - 1.96 * se):.3f}, {np.tanh(z + 1.96 * se):.3f}] (target ≥ 0.8)"
+    )
 
 
 @torch.no_grad()
@@ -124,7 +144,9 @@ def generate(sd, prompts, seeds, steps=50, scale=7.5, batch=16):
     out = []
     for i in range(0, len(prompts), batch):
         p, s = prompts[i : i + batch], seeds[i : i + batch]
-        x = torch.stack([torch.randn(sd.latent_shape(), generator=torch.Generator().manual_seed(k)) for k in s])
+        x = torch.stack(
+            [torch.randn(sd.latent_shape(), generator=torch.Generator().manual_seed(k)) for k in s]
+        )
         cond = sd.condition(p, None, scale)
         x0, _ = EdictChain(sd.eps_model, schedule, cond).sample(x, x)
         out.append((sd.decode(x0).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy())
@@ -142,7 +164,7 @@ def part_t2i(out, seeds_per_prompt, n_two):
     prompts, truth, seeds = [], [], []
     for c in COLORS:
         for s in named:
-            for k in range(seeds_per_prompt):
+            for _ in range(seeds_per_prompt):
                 prompts.append(f"{'an' if c[0] in 'aeiou' else 'a'} {c} {s}")
                 truth.append((c, s))
                 seeds.append(7_000_000 + len(seeds))
@@ -158,9 +180,11 @@ def part_t2i(out, seeds_per_prompt, n_two):
         shape_ok += SHAPE_WORD[pred] == s
     n = len(prompts)
     out.update(t2i_one_color=color_ok / n, t2i_one_shape=shape_ok / n, t2i_one_n=n)
-    print(f"vanilla EDICT (T=50, CFG 7.5), 'a {{color}} {{shape}}' x {n}: color right "
-          f"{color_ok / n:.3f} {ci95(color_ok, n)} (target ≥ 0.90), shape right "
-          f"{shape_ok / n:.3f} {ci95(shape_ok, n)} (target ≥ 0.80)  [{time.time() - t0:.0f} s]")
+    print(
+        f"vanilla EDICT (T=50, CFG 7.5), 'a {{color}} {{shape}}' x {n}: color right "
+        f"{color_ok / n:.3f} {ci95(color_ok, n)} (target ≥ 0.90), shape right "
+        f"{shape_ok / n:.3f} {ci95(shape_ok, n)} (target ≥ 0.80)  [{time.time() - t0:.0f} s]"
+    )
     _, records = load_split("eval_two", n_two)
     imgs = generate(sd, [r["caption"] for r in records], [7_500_000 + i for i in range(n_two)])
     full = parts = 0
@@ -172,12 +196,16 @@ def part_t2i(out, seeds_per_prompt, n_two):
             continue
         parts += 1
         fa, fb = by[a["color"]], by[b["color"]]
-        shapes = [SHAPE_WORD[SHAPES[int(predict_shapes(clf, to_tensor(isolate(img, f, found)[None]))[0])]]
-                  for f in (fa, fb)]
+        shapes = [
+            SHAPE_WORD[SHAPES[int(predict_shapes(clf, to_tensor(isolate(img, f, found)[None]))[0])]]
+            for f in (fa, fb)
+        ]
         full += shapes == [a["word"], b["word"]] and relation_of(fa, fb) == rec["relation"]
     out.update(t2i_two_full_match=full / n_two, t2i_two_colors_found=parts / n_two, t2i_two_n=n_two)
-    print(f"vanilla EDICT two-object prompts x {n_two}: both colors found {parts / n_two:.3f}, "
-          f"full match (objects, shapes, relation) {full / n_two:.3f} {ci95(full, n_two)}")
+    print(
+        f"vanilla EDICT two-object prompts x {n_two}: both colors found {parts / n_two:.3f}, "
+        f"full match (objects, shapes, relation) {full / n_two:.3f} {ci95(full, n_two)}"
+    )
 
 
 def main() -> None:
@@ -190,8 +218,13 @@ def main() -> None:
     a = p.parse_args()
     torch.manual_seed(0)
     have = available()
-    need = {"vae": ["vae"], "classifiers": ["classifier", "eval_classifier"], "clip": ["clip"],
-            "aesthetic": ["clip", "aesthetic"], "t2i": ["sd", "eval_classifier"]}
+    need = {
+        "vae": ["vae"],
+        "classifiers": ["classifier", "eval_classifier"],
+        "clip": ["clip"],
+        "aesthetic": ["clip", "aesthetic"],
+        "t2i": ["sd", "eval_classifier"],
+    }
     out: dict = {}
     for part in a.parts:
         missing = [k for k in need[part] if not have[k]]

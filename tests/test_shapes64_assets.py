@@ -41,7 +41,8 @@ def test_clip_loads_with_open_clip():
     root = ASSETS / "shapes64" / "clip"
     open_clip.add_model_config(str(root / "shapes64-clip.json"))
     model, _, _ = open_clip.create_model_and_transforms(
-        "shapes64-clip", pretrained=str(root / "shapes64-clip.safetensors"))
+        "shapes64-clip", pretrained=str(root / "shapes64-clip.safetensors")
+    )
     assert model.encode_image(torch.rand(1, 3, 64, 64)).shape[-1] == 64
 
 

@@ -19,7 +19,11 @@ def resize_to(images: Tensor, size: int) -> Tensor:
 
 
 def multi_crop(
-    image: Tensor, n_cuts: int, size: int, cut_power: float = 0.3, generator=None,
+    image: Tensor,
+    n_cuts: int,
+    size: int,
+    cut_power: float = 0.3,
+    generator=None,
     min_cut: float | None = None,
 ) -> Tensor:
     """``n_cuts`` random square crops of one image ``(3, H, W)`` → ``(n_cuts, 3, size, size)``.

@@ -3,7 +3,7 @@
 from .chain import Chain, ReversibleChain, State
 from .ddim import DdimChain
 from .edict import EdictChain, check_mix
-from .schedule import Schedule, official_edict_scheduler
+from .schedule import Schedule, official_edict_scheduler, sd1_scheduler
 
 __all__ = [
     "Chain",
@@ -14,4 +14,5 @@ __all__ = [
     "State",
     "check_mix",
     "official_edict_scheduler",
+    "sd1_scheduler",
 ]

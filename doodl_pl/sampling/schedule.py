@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Schedule", "official_edict_scheduler"]
+__all__ = ["Schedule", "official_edict_scheduler", "sd1_scheduler"]
 
 
 @dataclass(frozen=True)
@@ -65,20 +65,27 @@ class Schedule:
         return a, b
 
 
-def official_edict_scheduler():
-    """The DDIM scheduler the EDICT/DOODL reference code uses with SD-1.x.
-
-    50 steps give timesteps 980, 960, …, 0, and the final ᾱ is ᾱ_0 (``set_alpha_to_one=False``).
-    """
+def sd1_scheduler(**overrides):
+    """A ``DDIMScheduler`` with Stable Diffusion v1's noise schedule (1000 steps, scaled_linear
+    betas 0.00085 → 0.012), as SD-1.x checkpoints ship it; ``overrides`` change config entries."""
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(
+    config = dict(
         num_train_timesteps=1000,
         beta_start=0.00085,
         beta_end=0.012,
         beta_schedule="scaled_linear",
         clip_sample=False,
         set_alpha_to_one=False,
-        steps_offset=0,
-        timestep_spacing="leading",
+        steps_offset=1,
     )
+    config.update(overrides)
+    return DDIMScheduler(**config)
+
+
+def official_edict_scheduler():
+    """The DDIM scheduler the EDICT/DOODL reference code uses with SD-1.x.
+
+    50 steps give timesteps 980, 960, …, 0, and the final ᾱ is ᾱ_0 (``set_alpha_to_one=False``).
+    """
+    return sd1_scheduler(steps_offset=0, timestep_spacing="leading")

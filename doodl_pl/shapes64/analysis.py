@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .world import BACKGROUNDS, COLORS, relation as _relation, Obj
+from .world import BACKGROUNDS, COLORS, Obj
+from .world import relation as _relation
 
 __all__ = ["Found", "find_objects", "isolate", "relation_of"]
 
@@ -37,7 +38,9 @@ class Found:
 def _background(img: np.ndarray) -> np.ndarray:
     border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]]).astype(np.float64)
     med = np.median(border, axis=0)
-    return _BG[np.argmin(((_BG - med) ** 2).sum(1))] if ((_BG - med) ** 2).sum(1).min() < 900 else med
+    return (
+        _BG[np.argmin(((_BG - med) ** 2).sum(1))] if ((_BG - med) ** 2).sum(1).min() < 900 else med
+    )
 
 
 def _label(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -91,7 +94,9 @@ def find_objects(img: np.ndarray, min_area: int = 25) -> list[Found]:
         top, count = band_colors.most_common(1)[0]
         outline = top if top != fill and count > 0.5 * band.sum() else None
         ys, xs = np.nonzero(mask)
-        found.append(Found(fill, outline, area, float(xs.mean()) + 0.5, float(ys.mean()) + 0.5, mask))
+        found.append(
+            Found(fill, outline, area, float(xs.mean()) + 0.5, float(ys.mean()) + 0.5, mask)
+        )
     return sorted(found, key=lambda f: -f.area)
 
 
@@ -108,4 +113,6 @@ def isolate(img: np.ndarray, keep: Found, others: list[Found]) -> np.ndarray:
 
 def relation_of(a: Found, b: Found) -> str:
     """The spec's relation of A to B, from the detected centroids."""
-    return _relation(Obj("circle", a.color, None, 1, a.cx, a.cy), Obj("circle", b.color, None, 1, b.cx, b.cy))
+    return _relation(
+        Obj("circle", a.color, None, 1, a.cx, a.cy), Obj("circle", b.color, None, 1, b.cx, b.cy)
+    )

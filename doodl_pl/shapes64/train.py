@@ -344,20 +344,14 @@ class TextToImageRecipe(_Recipe):
 
     @torch.no_grad()
     def export(self) -> None:
-        from diffusers import DDIMScheduler, StableDiffusionPipeline
+        from diffusers import StableDiffusionPipeline
+
+        from ..sampling.schedule import sd1_scheduler
 
         unet, text = copy.deepcopy(self.unet), copy.deepcopy(self.text)
         for e, p in zip(self.ema, list(unet.parameters()) + list(text.parameters()), strict=True):
             p.copy_(e)
-        scheduler = DDIMScheduler(
-            num_train_timesteps=1000,
-            beta_start=0.00085,
-            beta_end=0.012,
-            beta_schedule="scaled_linear",
-            clip_sample=False,
-            set_alpha_to_one=False,
-            steps_offset=1,
-        )
+        scheduler = sd1_scheduler()
         pipe = StableDiffusionPipeline(
             vae=copy.deepcopy(self.vae).half(),
             text_encoder=text.half(),
