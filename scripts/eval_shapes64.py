@@ -77,10 +77,14 @@ def part_classifiers(out, n):
     images, records = load_split("eval_one", n)
     x = to_tensor(images)
     truth = np.array([SHAPES.index(r["objects"][0]["shape"]) for r in records])
-    for name, spec in (
-        ("guide_classifier", GUIDE_CLASSIFIER),
-        ("eval_classifier", EVAL_CLASSIFIER),
+    have = available()
+    for name, spec, key in (
+        ("guide_classifier", GUIDE_CLASSIFIER, "classifier"),
+        ("eval_classifier", EVAL_CLASSIFIER, "eval_classifier"),
     ):
+        if not have[key]:
+            print(f"{name}: skipped, weights missing")
+            continue
         hits = int((predict_shapes(classifier(spec), x) == truth).sum())
         out[f"{name}_accuracy"] = hits / len(truth)
         target = " (target ≥ 0.97)" if name == "guide_classifier" else ""
@@ -220,7 +224,7 @@ def main() -> None:
     have = available()
     need = {
         "vae": ["vae"],
-        "classifiers": ["classifier", "eval_classifier"],
+        "classifiers": ["classifier"],
         "clip": ["clip"],
         "aesthetic": ["clip", "aesthetic"],
         "t2i": ["sd", "eval_classifier"],
