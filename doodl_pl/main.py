@@ -12,7 +12,7 @@ from .data.datamodule import DoodlDataModule
 from .hub import ModelLoadError
 from .modules.base import GenerationModule
 
-__all__ = ["DoodlCLI", "main"]
+__all__ = ["DoodlCLI", "console", "main"]
 
 EXIT_BAD_INPUT = 2
 EXIT_ITEMS_FAILED = 3
@@ -112,5 +112,6 @@ def main(args: list[str] | None = None) -> DoodlCLI:
     return cli
 
 
-if __name__ == "__main__":
+def console() -> None:
+    """Console-script entry point: run :func:`main`; exit status 0 unless it exits otherwise."""
     main()

@@ -595,5 +595,10 @@ def main(args: list[str] | None = None):
     )
 
 
-if __name__ == "__main__":
+def console() -> None:
+    """Console-script entry point (a returned CLI object must not become the exit status)."""
     main()
+
+
+if __name__ == "__main__":
+    console()
