@@ -27,6 +27,10 @@ class DoodlCLI(LightningCLI):
             self.model.run_config = self.parser.dump(self.config, skip_none=True)
         except Exception:  # noqa: BLE001 - metadata only; never block a run on it
             self.model.run_config = None
+        if self.model.run_config and self.trainer.is_global_zero:
+            root = self.model.writer.root
+            root.mkdir(parents=True, exist_ok=True)
+            (root / "config.yaml").write_text(self.model.run_config)
 
     def after_fit(self) -> None:
         model = self.model
@@ -81,7 +85,7 @@ def _build(args: list[str] | None) -> DoodlCLI:
         subclass_mode_data=True,
         args=args,
         auto_configure_optimizers=False,
-        save_config_kwargs={"overwrite": True},
+        save_config_callback=None,  # the config goes to <output_dir>/config.yaml instead
         parser_kwargs={"exit_on_error": False},
         trainer_defaults={
             "max_epochs": 1,
