@@ -5,11 +5,9 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import torch
 
-from doodl_pl.utils.seeding import item_generator
+from doodl_pl.utils.seeding import STREAM_PERTURB, item_generator
 
 __all__ = ["PerturbLatents"]
-
-STREAM_PERTURB = 2
 
 
 class PerturbLatents(pl.Callback):

@@ -18,11 +18,9 @@ from ..models.counting import CountingEps
 from ..outputs import OutputWriter
 from ..sampling.edict import EdictChain, check_mix
 from ..sampling.schedule import Schedule
-from ..utils.seeding import item_generator
+from ..utils.seeding import STREAM_CROPS, STREAM_ENCODE, item_generator
 
 __all__ = ["GenerationModule"]
-
-STREAM_CROPS, STREAM_PERTURB, STREAM_ENCODE, STREAM_CANDIDATE = 1, 2, 3, 4
 
 
 class GenerationModule(pl.LightningModule):

@@ -11,8 +11,8 @@ from torch import Tensor
 
 from ..models.condition import TextCondition
 from ..sampling.ddim import DdimChain
-from ..utils.seeding import mix_seed
-from .base import STREAM_CANDIDATE, GenerationModule
+from ..utils.seeding import STREAM_CANDIDATE, mix_seed
+from .base import GenerationModule
 
 __all__ = ["BestOfNModule", "GuidedEps", "OneStepGuidanceModule", "VanillaModule"]
 

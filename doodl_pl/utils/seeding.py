@@ -4,9 +4,20 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["item_generator", "mix_seed"]
+__all__ = [
+    "STREAM_CANDIDATE",
+    "STREAM_CROPS",
+    "STREAM_ENCODE",
+    "STREAM_PERTURB",
+    "item_generator",
+    "mix_seed",
+]
 
 _MASK = (1 << 64) - 1
+
+# Independent random streams per item; distinct ids keep crops, perturbations, posterior samples
+# and best-of-N candidates from ever sharing draws.
+STREAM_CROPS, STREAM_PERTURB, STREAM_ENCODE, STREAM_CANDIDATE = 1, 2, 3, 4
 
 
 def mix_seed(*parts: int) -> int:
