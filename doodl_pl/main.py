@@ -97,13 +97,25 @@ def _build(args: list[str] | None) -> DoodlCLI:
     )
 
 
-def main(args: list[str] | None = None) -> DoodlCLI:
+def main(args: list[str] | None = None) -> DoodlCLI | list[dict]:
     """Build and run the CLI.
 
-    From the console (``args`` is None) bad input ends in one ``doodl-pl: error: …`` line and
-    exit status 2, and a run where some items failed exits with status 3. Called with ``args``
-    (tests, notebooks), errors propagate as exceptions.
+    ``doodl-pl evaluate …`` goes to :func:`doodl_pl.evaluation.main` instead. From the console
+    (``args`` is None) bad input ends in one ``doodl-pl: error: …`` line and exit status 2, and a
+    run where some items failed exits with status 3. Called with ``args`` (tests, notebooks),
+    errors propagate as exceptions.
     """
+    argv = sys.argv[1:] if args is None else args
+    if argv[:1] == ["evaluate"]:
+        from .evaluation import main as evaluate
+
+        if args is not None:
+            return evaluate(argv[1:])
+        try:
+            return evaluate(argv[1:])
+        except USER_ERRORS as err:
+            print(f"doodl-pl: error: {explain(err)}", file=sys.stderr)
+            sys.exit(EXIT_BAD_INPUT)
     if args is not None:
         return _build(args)
     try:

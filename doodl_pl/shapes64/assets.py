@@ -12,7 +12,7 @@ SD = "shapes64/sd"
 CLIP = ClipSpec("shapes64/clip/shapes64-clip.json", "shapes64/clip/shapes64-clip.safetensors")
 GUIDE_CLASSIFIER = {"model_name": "resnet10t", "checkpoint_path": "shapes64/classifier.safetensors"}
 EVAL_CLASSIFIER = {
-    "model_name": "mobilenetv3_small_100",
+    "model_name": "regnetx_002",
     "checkpoint_path": "shapes64/eval_classifier.safetensors",
 }
 HEAD = "shapes64/aesthetic_head.safetensors"

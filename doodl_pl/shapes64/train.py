@@ -479,16 +479,16 @@ class ClassifierRecipe(_Recipe):
         )
 
     def perturb(self, x: Tensor) -> Tensor:
-        """Random blur, Gaussian noise and shifts of up to 3 px, per image."""
+        """Random blur, Gaussian noise and shifts of up to 2 px, per image."""
         from torchvision.transforms.functional import gaussian_blur
 
         out = []
         for im in x:
             if torch.rand(()) < 0.5:
-                im = gaussian_blur(im, 5, float(torch.empty(()).uniform_(0.3, 1.5)))
-            dy, dx = torch.randint(-3, 4, (2,)).tolist()
+                im = gaussian_blur(im, 5, float(torch.empty(()).uniform_(0.3, 1.0)))
+            dy, dx = torch.randint(-2, 3, (2,)).tolist()
             im = torch.roll(im, (dy, dx), dims=(1, 2))
-            im = im + torch.randn_like(im) * float(torch.empty(()).uniform_(0, 0.08))
+            im = im + torch.randn_like(im) * float(torch.empty(()).uniform_(0, 0.05))
             out.append(im.clamp(0, 1))
         return torch.stack(out)
 

@@ -1,0 +1,230 @@
+"""The Shapes-64 benchmark: held-out items for the four applications and each method's config.
+
+Items carry their ground truth under ``truth`` (see :mod:`doodl_pl.evaluation.shapes64`). Scene
+seeds come from the ``eval_*`` splits for results and from the disjoint ``tune_*`` splits for
+tuning, at an offset so they never coincide with ``scripts/eval_shapes64.py``'s sets; no split
+here overlaps the training splits.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from PIL import Image
+
+from .dataset import SPLITS
+from .render import render
+from .world import COLORS, SHAPES, Obj, Scene, article, sample_scene
+
+__all__ = ["APPS", "METHODS", "OFFSET", "build_items", "method_config"]
+
+APPS = ("text", "vocabulary", "personalization", "aesthetic")
+METHODS = ("vanilla", "one_step", "best_of_n", "doodl")
+HIDDEN = ("pentagon", "hexagon", "octagon")
+OFFSET = 600_000
+REFERENCES_PER_CLASS = 64
+
+
+def _seeds(split: str, kind: str, app: str) -> int:
+    base = SPLITS[f"{split}_{kind}"][0] + OFFSET
+    return base + 50_000 * APPS.index(app)
+
+
+def _save(img, path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(img).save(path)
+    return str(path)
+
+
+def _phrase(color: str | None, word: str) -> str:
+    text = f"{color} {word}" if color else word
+    return f"{article(text)} {text}"
+
+
+def _text(n: int, split: str, out: Path) -> list[dict]:
+    start = _seeds(split, "two", "text")
+    items = []
+    for i in range(n):
+        scene = sample_scene(start + i, n_objects=2)
+        (a, b), rel = scene.objects, scene.relation
+        items.append(
+            {
+                "id": f"text_{i:03d}",
+                "prompt": f"{_phrase(a.color, a.word)} {rel} {_phrase(b.color, b.word)}",
+                "seed": start + i,
+                "truth": {
+                    "objects": [
+                        {"color": a.color, "word": a.word},
+                        {"color": b.color, "word": b.word},
+                    ],
+                    "relation": rel,
+                },
+            }
+        )
+    return items
+
+
+def _vocabulary(n: int, split: str, out: Path) -> list[dict]:
+    start = _seeds(split, "one", "vocabulary")
+    items = []
+    for i in range(n):
+        shape = HIDDEN[i % 3]
+        obj = sample_scene(start + i, n_objects=1, shape=shape).objects[0]
+        items.append(
+            {
+                "id": f"vocab_{i:03d}",
+                "prompt": f"{_phrase(obj.color, 'polygon')}",
+                "seed": start + i,
+                "class_index": SHAPES.index(shape),
+                "truth": {"objects": [{"color": obj.color, "shape": shape}]},
+            }
+        )
+    ref_start = start + 10_000
+    for shape in HIDDEN:
+        for j in range(REFERENCES_PER_CLASS):
+            scene = sample_scene(
+                ref_start + 100 * HIDDEN.index(shape) + j, n_objects=1, shape=shape
+            )
+            _save(render(scene), out / "fid_reference" / str(SHAPES.index(shape)) / f"{j:03d}.png")
+    return items
+
+
+def _personalization(n: int, split: str, out: Path) -> list[dict]:
+    start = _seeds(split, "one", "personalization")
+    items, seed = [], start
+    for i in range(n):
+        while True:  # a reference whose object has an outline, as the application asks
+            ref = sample_scene(seed, n_objects=1)
+            seed += 1
+            if ref.objects[0].outline is not None:
+                break
+        o = ref.objects[0]
+        pair = sample_scene(start + 20_000 + i, n_objects=2)
+        second = pair.objects[1]
+        if second.color == o.color:
+            colors = [c for c in COLORS if c != o.color]
+            second = Obj(
+                second.shape, colors[i % len(colors)], None, second.r, second.cx, second.cy
+            )
+        path = _save(render(ref), out / "references" / f"pers_{i:03d}.png")
+        items.append(
+            {
+                "id": f"pers_{i:03d}",
+                "prompt": f"{_phrase(None, o.word)} {pair.relation} {_phrase(second.color, second.word)}",
+                "seed": start + i,
+                "reference_images": [path],
+                "truth": {
+                    "objects": [
+                        {"color": o.color, "shape": o.shape, "outline": o.outline},
+                        {"color": second.color, "word": second.word},
+                    ],
+                    "relation": pair.relation,
+                },
+            }
+        )
+    return items
+
+
+def _aesthetic(n: int, split: str, out: Path, below: float = 4.0) -> list[dict]:
+    start = _seeds(split, "one", "aesthetic")
+    items, seed = [], start
+    for i in range(n):
+        while True:  # a low-score "photo"
+            scene: Scene = sample_scene(seed, n_objects=1)
+            seed += 1
+            if scene.aesthetic < below:
+                break
+        o = scene.objects[0]
+        path = _save(render(scene), out / "photos" / f"aes_{i:03d}.png")
+        items.append(
+            {
+                "id": f"aes_{i:03d}",
+                "prompt": "",
+                "seed": start + i,
+                "image": path,
+                "aesthetic_target": 10.0,
+                "truth": {
+                    "objects": [{"color": o.color, "shape": o.shape, "outline": o.outline}],
+                    "aesthetic": scene.aesthetic,
+                    "edit": True,
+                },
+            }
+        )
+    return items
+
+
+def build_items(app: str, n: int, split: str, out: str | Path) -> Path:
+    """Write ``out/items.jsonl`` (and the reference images the app needs); returns its path."""
+    if app not in APPS:
+        raise ValueError(f"unknown application {app!r}; choose from {APPS}")
+    if split not in ("eval", "tune"):
+        raise ValueError(f"split must be 'eval' or 'tune', got {split!r}")
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    items = globals()[f"_{app}"](n, split, out)
+    path = out / "items.jsonl"
+    path.write_text("".join(json.dumps(it) + "\n" for it in items))
+    return path
+
+
+_DOODL_ONLY = ("opt_steps", "optimizer", "tie", "renormalize", "engine", "perturb_std", "keep_best")
+
+
+def method_config(
+    app: str,
+    method: str,
+    items: str | Path,
+    output_dir: str | Path,
+    *,
+    accelerator: str = "cpu",
+    batch_size: int = 8,
+    overrides: dict[str, Any] | None = None,
+    config_dir: str | Path = "configs/demo",
+) -> dict[str, Any]:
+    """The run config of ``method`` on ``app``: the demo config's backbone, loss and sampling
+    settings, the method's own keys, and ``overrides`` (dotted keys under ``model.init_args``)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
+    cfg = yaml.safe_load((Path(config_dir) / f"{app}.yaml").read_text())
+    args = copy.deepcopy(cfg["model"]["init_args"])
+    opt_steps = args.get("opt_steps", 12)
+    if method != "doodl":
+        for k in _DOODL_ONLY:
+            args.pop(k, None)
+    cls = {
+        "vanilla": "VanillaModule",
+        "one_step": "OneStepGuidanceModule",
+        "best_of_n": "BestOfNModule",
+        "doodl": "DoodlModule",
+    }[method]
+    if method == "one_step":
+        args["loss_scale"] = 1.0
+    if method == "best_of_n":
+        args["match_opt_steps"] = opt_steps
+        args["candidate_batch"] = 8
+    for key, value in (overrides or {}).items():
+        node = args
+        *path, last = key.split(".")
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = value
+    args["output_dir"] = str(output_dir)
+    return {
+        "seed_everything": 0,
+        "trainer": {
+            "accelerator": accelerator,
+            "devices": 1,
+            "logger": False,
+            "enable_model_summary": False,
+            "enable_progress_bar": False,
+        },
+        "model": {"class_path": f"doodl_pl.modules.{cls}", "init_args": args},
+        "data": {
+            "class_path": "doodl_pl.data.DoodlDataModule",
+            "init_args": {"items": str(items), "batch_size": batch_size},
+        },
+    }

@@ -1,0 +1,222 @@
+"""`doodl-pl evaluate`: statistics, FID, Shapes-64 ground-truth checks and the command itself.
+
+The Shapes-64 checks are judged on exact renders whose truth is known: right truth must pass,
+deliberately wrong truth must fail.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from doodl_pl.evaluation import EvalConfig, Evaluator, load_run, mean, proportion
+from doodl_pl.evaluation.fid import frechet_distance
+from doodl_pl.main import main
+from doodl_pl.shapes64 import SHAPES, aesthetic_score, render, sample_scene
+from doodl_pl.shapes64.assets import available
+from doodl_pl.shapes64.benchmark import build_items, method_config
+
+GUIDE = {
+    "model_name": "resnet10t",
+    "checkpoint_path": "shapes64/classifier.safetensors",
+    "num_classes": 9,
+    "input_size": 64,
+}
+needs_assets = pytest.mark.skipif(
+    not (available()["classifier"] and available()["clip"] and available()["aesthetic"]),
+    reason="shipped Shapes-64 weights missing",
+)
+
+
+def fake_run(root, items: list[dict], images: list[np.ndarray], status=None):
+    """An output folder as `doodl-pl fit` writes it, with the given images."""
+    (root / "images").mkdir(parents=True)
+    (root / "items.jsonl").write_text("".join(json.dumps(it) + "\n" for it in items))
+    (root / "config.yaml").write_text(
+        yaml.safe_dump({"data": {"init_args": {"items": str(root / "items.jsonl")}}})
+    )
+    with open(root / "manifest.jsonl", "w") as f:
+        for k, (it, img) in enumerate(zip(items, images, strict=True)):
+            st = (status or {}).get(it["id"], "ok")
+            if st == "ok":
+                Image.fromarray(img).save(root / "images" / f"{it['id']}.png")
+            f.write(
+                json.dumps(
+                    {"id": it["id"], "prompt": it.get("prompt", ""), "seed": it["seed"],
+                     "status": st, "unet_calls": 10 + k, "wall_s": 0.5, "method": "fake"}
+                ) + "\n"
+            )  # fmt: skip
+    return root
+
+
+# -- statistics ------------------------------------------------------------------------------------
+def test_wilson_interval_matches_textbook_values():
+    e = proportion([True] * 8 + [False] * 2)
+    assert (e.value, round(e.lo, 3), round(e.hi, 3)) == (0.8, 0.490, 0.943)
+    e = proportion([True] * 20)
+    assert e.hi == 1.0 and round(e.lo, 3) == 0.839
+
+
+def test_mean_interval_uses_student_t():
+    e = mean(np.arange(10.0))
+    half = 2.262 * np.std(np.arange(10.0), ddof=1) / math.sqrt(10)
+    assert e.value == 4.5 and e.hi - e.value == pytest.approx(half)
+
+
+# -- FID -------------------------------------------------------------------------------------------
+class LinearFeatures(torch.nn.Module):
+    num_features = 6
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.randn(3 * 8 * 8, 6, generator=torch.Generator().manual_seed(0))
+
+    def forward(self, x):
+        return (x.flatten(1).double() @ self.w.double()).double()
+
+
+def test_our_frechet_distance_equals_torchmetrics():
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    g = torch.Generator().manual_seed(1)
+    real, fake = torch.rand(40, 3, 8, 8, generator=g), torch.rand(30, 3, 8, 8, generator=g) * 0.7
+    feat = LinearFeatures()
+    m = FrechetInceptionDistance(feature=feat, normalize=True)
+    m.update(real, real=True)
+    m.update(fake, real=False)
+    ours = frechet_distance(feat(fake).numpy(), feat(real).numpy())
+    assert ours == pytest.approx(float(m.compute()), rel=1e-4)
+    assert frechet_distance(feat(real).numpy(), feat(real).numpy()) == pytest.approx(0, abs=1e-6)
+
+
+# -- Shapes-64 checks ------------------------------------------------------------------------------
+def scene_of(item: dict, app: str):
+    if app == "vocabulary":
+        return sample_scene(item["seed"], n_objects=1, shape=SHAPES[item["class_index"]])
+    return sample_scene(item["seed"], n_objects=2 if app == "text" else 1)
+
+
+@needs_assets
+def test_checks_pass_on_exact_renders_and_fail_on_wrong_truth(tmp_path):
+    items = [
+        json.loads(x)
+        for x in build_items("text", 24, "tune", tmp_path / "items").read_text().splitlines()
+    ]
+    right = [render(scene_of(it, "text")) for it in items]
+    wrong = right[1:] + right[:1]  # every image shows another item's scene
+    ev = Evaluator(EvalConfig(classifier=GUIDE, shapes64=True))
+    good = ev.evaluate(load_run(fake_run(tmp_path / "good", items, right)))["metrics"]
+    bad = ev.evaluate(load_run(fake_run(tmp_path / "bad", items, wrong)))["metrics"]
+    for key in ("found", "color", "relation"):
+        assert good[key]["value"] >= 0.9, key
+    assert good["full_match"]["value"] >= 0.75
+    assert bad["full_match"]["value"] <= 0.1
+    assert bad["color"]["value"] <= 0.3
+
+
+@needs_assets
+def test_measured_aesthetic_tracks_the_formula(tmp_path):
+    from doodl_pl.evaluation.shapes64 import Shapes64Checks
+    from doodl_pl.evaluation.validity import Validity
+
+    checks = Shapes64Checks(Validity(**GUIDE))
+    errs = []
+    for seed in range(100, 140):
+        scene = sample_scene(seed, n_objects=1)
+        o = scene.objects[0]
+        out = checks.check(render(scene), {"objects": [{"color": o.color, "shape": o.shape}]}, None)
+        errs.append(abs(out["aesthetic_measured"] - aesthetic_score(o)))
+    assert np.median(errs) < 0.5 and max(errs) < 1.5
+
+
+@needs_assets
+def test_edit_checks(tmp_path):
+    from dataclasses import replace
+
+    from doodl_pl.shapes64 import Obj, Scene
+
+    items = build_items("aesthetic", 6, "tune", tmp_path / "items").read_text().splitlines()
+    items = [json.loads(x) for x in items]
+    better, recolored = [], []
+    for it in items:
+        o = it["truth"]["objects"][0]
+        bg = sample_scene(it["seed"], n_objects=1).background
+        big = Obj(o["shape"], o["color"], o["outline"], 14.0, 32.0, 32.0)
+        better.append(render(Scene(bg, [big])))
+        other = next(c for c in ("red", "blue") if c != o["color"])
+        recolored.append(render(Scene(bg, [replace(big, color=other, outline=None)])))
+    ev = Evaluator(EvalConfig(classifier=GUIDE, shapes64=True))
+    good = ev.evaluate(load_run(fake_run(tmp_path / "good", items, better)))["metrics"]
+    bad = ev.evaluate(load_run(fake_run(tmp_path / "bad", items, recolored)))["metrics"]
+    assert good["improved"]["value"] == 1.0 and good["content_kept"]["value"] >= 5 / 6
+    assert good["aesthetic_gain"]["value"] > 3
+    assert bad["content_kept"]["value"] == 0.0 and bad["edit_success"]["value"] == 0.0
+
+
+# -- the command -----------------------------------------------------------------------------------
+@needs_assets
+def test_evaluate_command_writes_json_markdown_plot_and_per_class_fid(tmp_path):
+    items = [
+        json.loads(x)
+        for x in build_items("vocabulary", 12, "tune", tmp_path / "items").read_text().splitlines()
+    ]
+    imgs = [render(scene_of(it, "vocabulary")) for it in items]
+    run = fake_run(tmp_path / "run", items, imgs, status={items[-1]["id"]: "failed"})
+    out = tmp_path / "eval"
+    results = main([
+        "evaluate", str(run), "--preset", "shapes64", "--classifier", GUIDE["model_name"],
+        GUIDE["checkpoint_path"], "--num-classes", "9", "--input-size", "64", "--fid-reference",
+        str(tmp_path / "items" / "fid_reference"), "--reps", "20", "--out", str(out),
+    ])  # fmt: skip
+    (r,) = results
+    assert r["n"] == 11 and r["failed"] == [items[-1]["id"]]
+    m = r["metrics"]
+    assert m["validity"]["value"] >= 0.9 and m["shape"]["value"] >= 0.9
+    assert m["clip_score"]["n"] == 11 and 0 < m["clip_score"]["value"] <= 100
+    for cls in ("pentagon", "hexagon", "octagon"):
+        e = m[f"fid/class_{SHAPES.index(cls)}"]
+        assert e["n"] >= 3 and 0 <= e["lo"] <= e["hi"]
+    circles = [render(sample_scene(it["seed"], n_objects=1, shape="circle")) for it in items]
+    other = main([
+        "evaluate", str(fake_run(tmp_path / "circles", items, circles)), "--preset", "shapes64",
+        "--classifier", GUIDE["model_name"], GUIDE["checkpoint_path"], "--num-classes", "9",
+        "--input-size", "64", "--fid-reference", str(tmp_path / "items" / "fid_reference"),
+        "--reps", "20", "--out", str(tmp_path / "eval_circles"),
+    ])[0]["metrics"]  # fmt: skip
+    assert other["fid"]["value"] > 2 * m["fid"]["value"]
+    assert other["validity"]["value"] == 0.0
+    assert r["cost"]["unet_calls_per_item"] == pytest.approx(np.mean(range(10, 21)))
+    assert json.loads((out / "results.json").read_text())[0]["n"] == 11
+    assert "| validity |" in (out / "results.md").read_text()
+    assert Image.open(out / "metrics.png").size[0] > 100
+
+
+def test_evaluate_names_the_missing_manifest(tmp_path):
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        main(["evaluate", str(tmp_path), "--clip", "x", "y"])
+
+
+def test_method_configs_parse_for_every_app_and_method(tmp_path, capsys):
+    from doodl_pl.shapes64.benchmark import APPS, METHODS
+
+    (tmp_path / "items.jsonl").write_text('{"id": "a", "prompt": "a red circle"}\n')
+    for app in APPS:
+        for method in METHODS:
+            cfg = method_config(app, method, tmp_path / "items.jsonl", tmp_path / "out")
+            path = tmp_path / f"{app}_{method}.yaml"
+            path.write_text(yaml.safe_dump(cfg))
+            assert cfg["model"]["class_path"].endswith(
+                {"vanilla": "VanillaModule", "one_step": "OneStepGuidanceModule",
+                 "best_of_n": "BestOfNModule", "doodl": "DoodlModule"}[method]
+            )  # fmt: skip
+            if method != "doodl":
+                assert "opt_steps" not in cfg["model"]["init_args"]
+            with pytest.raises(SystemExit) as done:  # the CLI accepts what the benchmark writes
+                main(["fit", "--config", str(path), "--print_config"])
+            assert done.value.code in (0, None)
