@@ -107,18 +107,25 @@ class Evaluator:
             from .shapes64 import Shapes64Checks
 
             self.checks = Shapes64Checks(self.validity)
-        if cfg.fid_reference is not None:
-            from .fid import ClassifierFeatures, ClipFeatures, reference_images
+        self.set_fid_reference(cfg.fid_reference)
 
-            self.references = reference_images(cfg.fid_reference)
-            if cfg.fid_features == "classifier":
-                if self.validity is None:
-                    raise ValueError("`--fid-features classifier` needs `--classifier`")
-                self.fid_features = ClassifierFeatures(self.validity.classifier)
-            else:
-                if self.clip is None:
-                    raise ValueError("`--fid-features clip` needs `--clip`")
-                self.fid_features = ClipFeatures(self.clip.model)
+    def set_fid_reference(self, folder: str | None) -> None:
+        """Compare against ``folder`` (``None``: no FID); the feature extractor follows
+        ``cfg.fid_features``."""
+        from .fid import ClassifierFeatures, ClipFeatures, reference_images
+
+        self.cfg.fid_reference, self.fid_features = folder, None
+        if folder is None:
+            return
+        self.references = reference_images(folder)
+        if self.cfg.fid_features == "classifier":
+            if self.validity is None:
+                raise ValueError("`--fid-features classifier` needs `--classifier`")
+            self.fid_features = ClassifierFeatures(self.validity.classifier)
+        else:
+            if self.clip is None:
+                raise ValueError("`--fid-features clip` needs `--clip`")
+            self.fid_features = ClipFeatures(self.clip.model)
 
     @torch.no_grad()
     def per_item(self, run: RunOutputs) -> dict[str, list[float]]:

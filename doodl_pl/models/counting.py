@@ -10,10 +10,10 @@ __all__ = ["CountingEps"]
 
 
 class CountingEps(nn.Module):
-    """Wraps an ε model; ``calls`` counts forward evaluations, ``vjps`` backward passes.
-
-    One evaluation of a batch (cond and uncond together under CFG) counts once, as every item in
-    the batch pays it once.
+    """Wraps an ε model; ``calls`` counts forward evaluations, ``vjps`` backward passes, both
+    per latent: a call on a batch of B latents counts B (cond and uncond together under CFG count
+    once). Divided by the items in a batch this is each item's cost, whether a method batches
+    items (DOODL, vanilla) or one item's candidates (best-of-N).
     """
 
     def __init__(self, model: Any) -> None:
@@ -23,10 +23,10 @@ class CountingEps(nn.Module):
         self.vjps = 0
 
     def _count_vjp(self, grad: Tensor) -> None:
-        self.vjps += 1
+        self.vjps += int(grad.shape[0])
 
     def eps(self, x: Tensor, t: Tensor | int, cond: Any) -> Tensor:
-        self.calls += 1
+        self.calls += int(x.shape[0])
         out = self.model.eps(x, t, cond)
         if out.requires_grad:
             out.register_hook(self._count_vjp)

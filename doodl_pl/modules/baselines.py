@@ -75,9 +75,9 @@ class VanillaModule(GenerationModule):
                 "losses": history[i],
                 "wall_s": wall / n,
                 "batch_wall_s": wall,
-                "unet_calls": calls + vjps,
-                "unet_forwards": calls,
-                "unet_vjps": vjps,
+                "unet_calls": (calls + vjps) / n,
+                "unet_forwards": calls / n,
+                "unet_vjps": vjps / n,
                 "sampler": self.sampler,
                 **((extra or [{}] * n)[i]),
             }

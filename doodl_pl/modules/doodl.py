@@ -224,9 +224,9 @@ class DoodlModule(GenerationModule):
                 "wall_s": wall / max(1, len(items)),
                 "batch_wall_s": wall,
                 "sec_per_step": sum(self._step_seconds) / max(1, len(self._step_seconds)),
-                "unet_calls": calls + vjps,
-                "unet_forwards": calls,
-                "unet_vjps": vjps,
+                "unet_calls": (calls + vjps) / len(items),
+                "unet_forwards": calls / len(items),
+                "unet_vjps": vjps / len(items),
                 "max_drift": max(self._drift) if self._drift else None,
             }
             if failed:

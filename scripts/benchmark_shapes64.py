@@ -1,0 +1,158 @@
+#!/usr/bin/env python
+"""The Shapes-64 benchmark: vanilla EDICT, one-step guidance, best-of-N at equal UNet calls and
+DOODL on the four applications, scored by `doodl-pl evaluate` against ground truth.
+
+Items come from held-out seeds (``--split eval``); tune on ``--split tune``, a disjoint set.
+Every run is an ordinary `doodl-pl fit` output folder, so a killed benchmark resumes where it
+stopped. Prints one table per application and writes ``<out>/summary.md``.
+
+    .venv/bin/python scripts/benchmark_shapes64.py                       # 32 items per app, CPU
+    .venv/bin/python scripts/benchmark_shapes64.py --apps text --n 8 --split tune \\
+        --set doodl:optimizer.init_args.lr=0.3 --out outputs/tune_lr0.3
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from doodl_pl.evaluation import EvalConfig, Evaluator, load_run, markdown, write_results
+from doodl_pl.main import main as doodl_main
+from doodl_pl.report import side_by_side
+from doodl_pl.shapes64.benchmark import APPS, METHODS, build_items, method_config
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADLINE = {
+    "text": ["full_match", "color", "shape", "relation", "clip_score"],
+    "vocabulary": ["validity", "shape", "color", "fid"],
+    "personalization": ["full_match", "shape", "outline", "relation", "clip_i"],
+    "aesthetic": ["edit_success", "improved", "content_kept", "aesthetic_gain", "aesthetic"],
+}
+
+
+def parse_sets(values: list[str]) -> dict[str, dict[str, object]]:
+    """``method:dotted.key=value`` (value parsed as YAML) → ``{method: {key: value}}``."""
+    out: dict[str, dict[str, object]] = {}
+    for v in values:
+        try:
+            head, value = v.split("=", 1)
+            method, key = head.split(":", 1)
+        except ValueError:
+            msg = f"--set {v!r}: expected METHOD:KEY=VALUE, e.g. doodl:opt_steps=8"
+            raise SystemExit(msg) from None
+        if method not in METHODS:
+            raise SystemExit(f"--set {v!r}: method must be one of {METHODS}")
+        out.setdefault(method, {})[key] = yaml.safe_load(value)
+    return out
+
+
+def run_method(app, method, items, run_dir, a, overrides=None) -> Path:
+    """Generate (or finish) one method's run of ``app``: an ordinary `doodl-pl fit` folder."""
+    cfg = method_config(
+        app, method, items, run_dir, accelerator=a.accelerator, batch_size=a.batch_size,
+        overrides=overrides, config_dir=ROOT / "configs" / "demo",
+    )  # fmt: skip
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    t0 = time.time()
+    print(f"== {app} / {run_dir.name}: generating", file=sys.stderr, flush=True)
+    doodl_main(["fit", "--config", str(run_dir / "run.yaml")])
+    print(f"   {run_dir}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+    return run_dir
+
+
+def evaluate(evaluator, app_dir: Path, runs: list[Path], items: Path, title: str):
+    ref = app_dir / "items" / "fid_reference"
+    evaluator.set_fid_reference(str(ref) if ref.is_dir() else None)
+    results = [evaluator.evaluate(load_run(r, items, r.name)) for r in runs]
+    paths = write_results(results, app_dir / "evaluation", title=title)
+    return results, paths
+
+
+def tuning_score(app: str, result: dict) -> float:
+    """Mean of the app's headline success rates (proportions) on the tuning split."""
+    vals = [
+        result["metrics"][k]["value"]
+        for k in HEADLINE[app]
+        if k in result["metrics"] and result["metrics"][k]["method"] == "wilson"
+    ]
+    return sum(vals) / len(vals) if vals else float("-inf")
+
+
+def tune(app, a, evaluator, out: Path, sets) -> tuple[float | None, str]:
+    """Try each ``--tune-lr`` for DOODL on the tuning split; return the best and a report."""
+    if not a.tune_lr:
+        return None, ""
+    tdir = out / app / "tune"
+    items = build_items(app, a.tune_n, "tune", tdir / "items")
+    runs = []
+    for lr in a.tune_lr:
+        over = {**sets.get("doodl", {}), "optimizer.init_args.lr": lr}
+        runs.append(run_method(app, "doodl", items, tdir / f"doodl_lr{lr:g}", a, over))
+    results, _ = evaluate(evaluator, tdir, runs, items, f"Shapes-64 {app}: DOODL tuning")
+    scores = [tuning_score(app, r) for r in results]
+    best = a.tune_lr[max(range(len(scores)), key=lambda i: scores[i])]
+    table = " · ".join(f"λ={lr:g}: {s:.3f}" for lr, s in zip(a.tune_lr, scores, strict=True))
+    return (
+        best,
+        f"Tuning ({a.tune_n} items, tune split, mean headline rate): {table} → λ = {best:g}.\n",
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--apps", nargs="*", default=list(APPS), choices=APPS)
+    p.add_argument("--methods", nargs="*", default=list(METHODS), choices=METHODS)
+    p.add_argument("--n", type=int, default=32, help="items per application")
+    p.add_argument("--split", default="eval", choices=["eval", "tune"])
+    p.add_argument("--out", default="outputs/benchmark")
+    p.add_argument("--accelerator", default="cpu")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--set", nargs="*", default=[], metavar="METHOD:KEY=VALUE",
+                   help="override a method's model.init_args key (dotted), e.g. "
+                   "doodl:optimizer.init_args.lr=0.3")  # fmt: skip
+    p.add_argument("--tune-lr", nargs="*", type=float, default=[],
+                   help="DOODL step sizes λ to try on the tuning split first (items disjoint "
+                   "from the evaluation items); the best is used for the evaluation")  # fmt: skip
+    p.add_argument("--tune-n", type=int, default=12, help="tuning items per application")
+    p.add_argument("--reps", type=int, default=200, help="bootstrap resamples for FID")
+    a = p.parse_args()
+    sets = parse_sets(a.set)
+    out = Path(a.out)
+    command = "python scripts/benchmark_shapes64.py " + shlex.join(sys.argv[1:])
+    summary = [
+        f"# Shapes-64 benchmark\n\n`{command}` ({a.n} items per application, {a.split} split)\n"
+    ]
+    evaluator = Evaluator(EvalConfig.shapes64_preset(reps=a.reps))
+    for app in a.apps:
+        app_sets = {k: dict(v) for k, v in sets.items()}
+        best, tuned = tune(app, a, evaluator, out, sets)
+        if best is not None:
+            app_sets.setdefault("doodl", {})["optimizer.init_args.lr"] = best
+        app_dir = out / app
+        items = build_items(app, a.n, a.split, app_dir / "items")
+        runs = [run_method(app, m, items, app_dir / m, a, app_sets.get(m)) for m in a.methods]
+        results, paths = evaluate(evaluator, app_dir, runs, items, f"Shapes-64 {app}")
+        grid = side_by_side(
+            runs, app_dir / "evaluation" / "grid.png", [r.name for r in runs], max_items=8
+        )
+        table = markdown(results)
+        head = ", ".join(HEADLINE[app])
+        print(f"\n## {app}  (headline: {head})\n\n{tuned}\n{table}")
+        summary.append(
+            f"## {app}\n\nHeadline: {head}. Plot: `{paths['plot']}`, grid: `{grid}`.\n\n{tuned}\n{table}"
+        )
+        (out / f"summary_{app}.md").write_text(summary[-1])
+    (out / "summary.md").write_text("\n".join(summary))
+    print(
+        f"benchmark: wrote {out / 'summary.md'} and <app>/evaluation/ under {out}", file=sys.stderr
+    )
+
+
+if __name__ == "__main__":
+    main()
