@@ -17,6 +17,7 @@ import argparse
 import shlex
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import yaml
@@ -51,7 +52,7 @@ def parse_sets(values: list[str]) -> dict[str, dict[str, object]]:
     return out
 
 
-def run_method(app, method, items, run_dir, a, overrides=None) -> Path:
+def run_method(app, method, items, run_dir, a, overrides=None) -> Path | None:
     """Generate (or finish) one method's run of ``app``: an ordinary `doodl-pl fit` folder."""
     cfg = method_config(
         app, method, items, run_dir, accelerator=a.accelerator, batch_size=a.batch_size,
@@ -61,12 +62,18 @@ def run_method(app, method, items, run_dir, a, overrides=None) -> Path:
     (run_dir / "run.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     t0 = time.time()
     print(f"== {app} / {run_dir.name}: generating", file=sys.stderr, flush=True)
-    doodl_main(["fit", "--config", str(run_dir / "run.yaml")])
+    try:
+        doodl_main(["fit", "--config", str(run_dir / "run.yaml")])
+    except Exception:  # noqa: BLE001 - report it and go on: the other methods still compare
+        traceback.print_exc()
+        print(f"   {run_dir}: FAILED, see the traceback above", file=sys.stderr, flush=True)
+        return None
     print(f"   {run_dir}: {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
     return run_dir
 
 
 def evaluate(evaluator, app_dir: Path, runs: list[Path], items: Path, title: str):
+    runs = [r for r in runs if r is not None and (r / "manifest.jsonl").is_file()]
     ref = app_dir / "items" / "fid_reference"
     evaluator.set_fid_reference(str(ref) if ref.is_dir() else None)
     results = [evaluator.evaluate(load_run(r, items, r.name)) for r in runs]
@@ -95,9 +102,12 @@ def tune(app, a, evaluator, out: Path, sets) -> tuple[float | None, str]:
         over = {**sets.get("doodl", {}), "optimizer.init_args.lr": lr}
         runs.append(run_method(app, "doodl", items, tdir / f"doodl_lr{lr:g}", a, over))
     results, _ = evaluate(evaluator, tdir, runs, items, f"Shapes-64 {app}: DOODL tuning")
+    tried = [float(r["name"].removeprefix("doodl_lr")) for r in results]
+    if not tried:
+        return None, "Tuning failed (no DOODL run finished); default λ.\n"
     scores = [tuning_score(app, r) for r in results]
-    best = a.tune_lr[max(range(len(scores)), key=lambda i: scores[i])]
-    table = " · ".join(f"λ={lr:g}: {s:.3f}" for lr, s in zip(a.tune_lr, scores, strict=True))
+    best = tried[max(range(len(scores)), key=lambda i: scores[i])]
+    table = " · ".join(f"λ={lr:g}: {s:.3f}" for lr, s in zip(tried, scores, strict=True))
     return (
         best,
         f"Tuning ({a.tune_n} items, tune split, mean headline rate): {table} → λ = {best:g}.\n",

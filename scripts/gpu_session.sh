@@ -28,20 +28,20 @@ train() {  # model, time limit (s), extra args...
   log "train $m: exit $? ($(tail -c 300 "$W/train_$m.log" | tr '\n' ' ' | tail -c 200))"
 }
 # 1. Models. The text-to-image model does not depend on CLIP: train both chains side by side.
-( train t2i 260 ${T2I_STEPS:+--trainer.max_steps $T2I_STEPS} ${T2I_N:+--data.n $T2I_N} ) &
-( train clip 170 ${CLIP_STEPS:+--trainer.max_steps $CLIP_STEPS}
-  train aesthetic 60 ${AES_STEPS:+--trainer.max_steps $AES_STEPS} ) &
+( train t2i 270 --trainer.max_time 00:00:04:10 ${T2I_STEPS:+--trainer.max_steps $T2I_STEPS} ${T2I_N:+--data.n $T2I_N} ) &
+( train clip 180 --trainer.max_time 00:00:02:40 ${CLIP_STEPS:+--trainer.max_steps $CLIP_STEPS}
+  train aesthetic 70 --trainer.max_time 00:00:00:50 ${AES_STEPS:+--trainer.max_steps $AES_STEPS} ) &
 wait
 # 2. Benchmark: one process per application.
 for app in text vocabulary personalization aesthetic; do
   log "benchmark $app"
-  timeout 250 $PY scripts/benchmark_shapes64.py --apps "$app" --n "${N:-32}" --accelerator "$ACCEL" \
-    --tune-lr 0.25 0.5 1.0 --tune-n "${TUNE_N:-12}" --out "$W/bench" > "$W/bench_$app.log" 2>&1 &
+  timeout 300 $PY scripts/benchmark_shapes64.py --apps "$app" --n "${N:-32}" --accelerator "$ACCEL" \
+    --tune-lr 0.25 0.5 1.0 --tune-n "${TUNE_N:-8}" --out "$W/bench" > "$W/bench_$app.log" 2>&1 &
 done
 wait
 log "benchmark done"
 # 3. Engines at SD-1.5 size.
-timeout 90 $PY scripts/bench_engines.py --sd15 --device "$([ "$ACCEL" = gpu ] && echo cuda || echo cpu)" \
+timeout 75 $PY scripts/bench_engines.py --sd15 --device "$([ "$ACCEL" = gpu ] && echo cuda || echo cpu)" \
   --repeat 2 > "$W/engines_sd15.log" 2>&1
 log "engines: exit $?"
 # 4. Bring back: weights (one tar each for sd and clip+head) and everything else.

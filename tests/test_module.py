@@ -208,3 +208,29 @@ def test_validation_messages(tiny_assets, tmp_path):
 
 def test_manifest_helper_empty(tmp_path):
     assert manifest(tmp_path) == {}
+
+
+def test_best_of_n_costs_what_doodl_costs_per_item(tiny_assets, tmp_path):
+    """(6m + 2)·T UNet evaluations per item for both (EDICT's two per step included), at any
+    batch size, counted per latent."""
+    from doodl_pl.modules import BestOfNModule
+
+    T, m = 4, 3
+    d = fit(doodl(tiny_assets, tmp_path / "d", opt_steps=m), items(3), batch_size=3)
+    b = fit(
+        BestOfNModule(
+            backbone(tiny_assets), loss=ColorLoss((1.0, 0.0, 0.0)), num_inference_steps=T,
+            guidance_scale=3.0, match_opt_steps=m, candidate_batch=4, output_dir=str(tmp_path / "b"),
+        ),
+        items(3),
+        batch_size=2,
+    )  # fmt: skip
+    v = fit(
+        VanillaModule(backbone(tiny_assets), num_inference_steps=T, output_dir=str(tmp_path / "v")),
+        items(2),
+        batch_size=2,
+    )
+    expected = (6 * m + 2) * T
+    for rows in (d, b):
+        assert {r["unet_calls"] for r in rows.values()} == {expected}
+    assert {r["unet_calls"] for r in v.values()} == {2 * T}
