@@ -288,8 +288,9 @@ class TextToImageRecipe(_Recipe):
         sf = self.vae.config.scaling_factor
         out = []
         for i in range(0, len(images), 512):
-            x = torch.from_numpy(images[i : i + 512]).permute(0, 3, 1, 2).float() / 127.5 - 1
-            out.append((self.vae.encode(x).latent_dist.mean * sf).half())
+            x = torch.from_numpy(images[i : i + 512]).to(self.device)
+            x = x.permute(0, 3, 1, 2).float() / 127.5 - 1
+            out.append((self.vae.encode(x).latent_dist.mean * sf).half().cpu())
         self._latents = torch.cat(out)
         if self.ema is None:
             self.ema = [p.detach().clone() for p in self.trainable()]
