@@ -17,6 +17,7 @@ import time
 import numpy as np
 import torch
 
+from doodl_pl.evaluation.stats import proportion
 from doodl_pl.shapes64 import COLORS, SHAPE_WORD, SHAPES
 from doodl_pl.shapes64.assets import CLIP, EVAL_CLASSIFIER, GUIDE_CLASSIFIER, HEAD, SD, available
 from doodl_pl.shapes64.dataset import load_split
@@ -26,11 +27,8 @@ def ci95(successes: float, n: int) -> str:
     """Wilson 95 % interval of a proportion, as text."""
     if n == 0:
         return "n/a"
-    p, z = successes / n, 1.96
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return f"[{mid - half:.3f}, {mid + half:.3f}]"
+    e = proportion(np.arange(n) < successes)
+    return f"[{e.lo:.3f}, {e.hi:.3f}]"
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

@@ -220,3 +220,18 @@ def test_method_configs_parse_for_every_app_and_method(tmp_path, capsys):
             with pytest.raises(SystemExit) as done:  # the CLI accepts what the benchmark writes
                 main(["fit", "--config", str(path), "--print_config"])
             assert done.value.code in (0, None)
+
+
+def test_console_evaluate_error_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "doodl_pl", "evaluate", str(tmp_path / "nowhere"), "--clip", "a"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("doodl-pl: error:")]
+    assert len(lines) == 1 and "manifest" in lines[0] and "nowhere" in lines[0]
