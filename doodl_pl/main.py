@@ -113,8 +113,8 @@ def main(args: list[str] | None = None) -> DoodlCLI | list[dict]:
             return evaluate(argv[1:])
         try:
             return evaluate(argv[1:])
-        except USER_ERRORS as err:
-            print(f"doodl-pl: error: {explain(err)}", file=sys.stderr)
+        except USER_ERRORS as err:  # already phrased for the user (paths, option names)
+            print(f"doodl-pl: error: {' '.join(str(err).split())}", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT)
     if args is not None:
         return _build(args)
