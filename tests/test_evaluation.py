@@ -95,6 +95,24 @@ def test_our_frechet_distance_equals_torchmetrics():
     assert frechet_distance(feat(real).numpy(), feat(real).numpy()) == pytest.approx(0, abs=1e-6)
 
 
+def test_fid_embeds_each_image_once_and_matches_torchmetrics_on_the_images():
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    from doodl_pl.evaluation.fid import fid
+
+    g = torch.Generator().manual_seed(2)
+    real, fake = torch.rand(40, 3, 8, 8, generator=g), torch.rand(30, 3, 8, 8, generator=g) * 0.7
+    feat, seen = LinearFeatures(), []
+    feat.register_forward_hook(lambda m, args, out: seen.append(len(args[0])))
+    est = fid(feat, fake, real, reps=20)
+    assert sum(seen) == len(real) + len(fake)
+    m = FrechetInceptionDistance(feature=LinearFeatures(), normalize=True)
+    m.update(real, real=True)
+    m.update(fake, real=False)
+    assert est.value == pytest.approx(float(m.compute()), rel=1e-6)
+    assert math.isfinite(est.lo) and est.lo < est.hi
+
+
 # -- Shapes-64 checks ------------------------------------------------------------------------------
 def scene_of(item: dict, app: str):
     if app == "vocabulary":

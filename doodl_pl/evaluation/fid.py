@@ -81,20 +81,31 @@ def features(extractor: nn.Module, images: Tensor, batch: int = 128) -> Tensor:
     return torch.cat([extractor(images[i : i + batch]) for i in range(0, len(images), batch)])
 
 
+class _Precomputed(nn.Module):
+    """Hands torchmetrics features that are already computed, so each image is embedded once."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, feats: Tensor) -> Tensor:
+        return feats
+
+
 def fid(extractor: nn.Module, fake: Tensor, real: Tensor, reps: int = 200) -> Estimate:
-    """torchmetrics ``FrechetInceptionDistance`` with ``extractor``; 95 % interval by bootstrap of
-    the generated set (the reference set held fixed)."""
+    """torchmetrics ``FrechetInceptionDistance`` on ``extractor``'s features; 95 % interval by
+    bootstrap of the generated set (the reference set held fixed)."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     if len(fake) < 2 or len(real) < 2:
         return Estimate(float("nan"), float("nan"), float("nan"), len(fake), "fid")
-    metric = FrechetInceptionDistance(feature=extractor, normalize=True)
-    metric.update(real.float(), real=True)
-    metric.update(fake.float(), real=False)
+    ff, rf = features(extractor, fake.float()), features(extractor, real.float())
+    metric = FrechetInceptionDistance(feature=_Precomputed(ff.shape[1]), normalize=True)
+    metric.update(rf, real=True)
+    metric.update(ff, real=False)
     value = float(metric.compute())
-    ff = features(extractor, fake).numpy()
-    rf = features(extractor, real).numpy()
-    lo, hi = bootstrap(lambda idx: frechet_distance(ff[idx], rf), len(ff), reps=reps)
+    ff_np, rf_np = ff.numpy(), rf.numpy()
+    lo, hi = bootstrap(lambda idx: frechet_distance(ff_np[idx], rf_np), len(ff_np), reps=reps)
     return Estimate(value, lo, hi, len(fake), "fid (bootstrap)")
 
 

@@ -108,16 +108,26 @@ class _Recipe(pl.LightningModule):
     def trainable(self):
         return [p for p in self.parameters() if p.requires_grad]
 
+    def progress(self, step: int) -> float:
+        """Fraction of training done: by steps, or by the ``max_time`` budget if that ends first
+        (so the cosine reaches zero when the clock does, and a resumed run picks up the clock)."""
+        from lightning.pytorch.callbacks import Timer
+
+        done = (step - self.warmup) / max(1, self.trainer.max_steps - self.warmup)
+        for cb in self.trainer.callbacks:
+            if isinstance(cb, Timer):
+                elapsed, left = cb.time_elapsed("train"), cb.time_remaining("train")
+                if left is not None and elapsed + left > 0:
+                    done = max(done, elapsed / (elapsed + left))
+        return min(1.0, max(0.0, done))
+
     def configure_optimizers(self):
         opt = torch.optim.AdamW(self.trainable(), lr=self.lr, weight_decay=1e-2)
-        total = max(1, self.trainer.max_steps)
 
         def schedule(step: int) -> float:
             if step < self.warmup:
                 return (step + 1) / self.warmup
-            return 0.5 * (
-                1 + math.cos(math.pi * min(1.0, (step - self.warmup) / max(1, total - self.warmup)))
-            )
+            return 0.5 * (1 + math.cos(math.pi * self.progress(step)))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return [opt], [{"scheduler": sched, "interval": "step"}]
@@ -215,6 +225,9 @@ class TextToImageRecipe(_Recipe):
         block_out_channels, layers_per_block, text_width, text_layers: model sizes.
         caption_dropout: probability of the empty prompt.
         ema_decay: decay of the exported exponential moving average.
+        snr_gamma: Min-SNR-γ loss weighting (Hang et al. 2023, eq. 5 for ε-prediction:
+            ``min(SNR_t, γ) / SNR_t``), which stops the easy low-noise steps from dominating;
+            ``None`` for the plain ε MSE.
     """
 
     def __init__(
@@ -226,6 +239,7 @@ class TextToImageRecipe(_Recipe):
         text_layers: int = 2,
         caption_dropout: float = 0.1,
         ema_decay: float = 0.999,
+        snr_gamma: float | None = None,
         lr: float = 5e-4,
         export_dir: str = "pkg:shapes64/sd",
     ) -> None:
@@ -272,6 +286,9 @@ class TextToImageRecipe(_Recipe):
         )
         self.ema = None
         self.ema_decay, self.caption_dropout = ema_decay, caption_dropout
+        if snr_gamma is not None and snr_gamma <= 0:
+            raise ValueError(f"`model.init_args.snr_gamma` must be > 0 or null, got {snr_gamma}")
+        self.snr_gamma = snr_gamma
         self._latents: Tensor | None = None
 
     def trainable(self):
@@ -322,7 +339,12 @@ class TextToImageRecipe(_Recipe):
         pred = self.unet(
             zt, t, encoder_hidden_states=self.encode_text(self.captions(idx, self.global_step))
         ).sample
-        loss = F.mse_loss(pred, noise)
+        per_item = ((pred - noise) ** 2).mean(dim=(1, 2, 3))
+        if self.snr_gamma is not None:
+            abar = self.noise_scheduler.alphas_cumprod.to(self.device)[t]
+            snr = abar / (1 - abar)
+            per_item = per_item * snr.clamp(max=self.snr_gamma) / snr
+        loss = per_item.mean()
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
