@@ -58,6 +58,14 @@ def run_method(app, method, items, run_dir, a, overrides=None) -> Path | None:
         app, method, items, run_dir, accelerator=a.accelerator, batch_size=a.batch_size,
         overrides=overrides, config_dir=ROOT / "configs" / "demo",
     )  # fmt: skip
+    old = run_dir / "run.yaml"
+    if old.is_file() and (run_dir / "manifest.jsonl").is_file():
+        if yaml.safe_load(old.read_text()).get("model") != cfg["model"]:
+            # A finished item would be skipped on resume though its settings changed: keep the
+            # old run aside rather than mixing two settings in one table.
+            aside = run_dir.with_name(f"{run_dir.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
+            run_dir.rename(aside)
+            print(f"   {run_dir}: settings changed, previous run moved to {aside}", file=sys.stderr)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "run.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     t0 = time.time()
@@ -91,26 +99,36 @@ def tuning_score(app: str, result: dict) -> float:
     return sum(vals) / len(vals) if vals else float("-inf")
 
 
-def tune(app, a, evaluator, out: Path, sets) -> tuple[float | None, str]:
-    """Try each ``--tune-lr`` for DOODL on the tuning split; return the best and a report."""
-    if not a.tune_lr:
-        return None, ""
+def tune(app, a, evaluator, out: Path, sets) -> tuple[dict, str]:
+    """Try each (``--tune-lr``, ``--tune-clip``) pair for DOODL on the tuning split; return the
+    best pair's overrides and a report."""
+    if not a.tune_lr and not a.tune_clip:
+        return {}, ""
     tdir = out / app / "tune"
     items = build_items(app, a.tune_n, "tune", tdir / "items")
-    runs = []
-    for lr in a.tune_lr:
-        over = {**sets.get("doodl", {}), "optimizer.init_args.lr": lr}
-        runs.append(run_method(app, "doodl", items, tdir / f"doodl_lr{lr:g}", a, over))
+    grid = {}
+    for lr in a.tune_lr or [None]:
+        for clip in a.tune_clip or [None]:
+            over, name = {}, "doodl"
+            if lr is not None:
+                over["optimizer.init_args.lr"], name = lr, f"{name}_lr{lr:g}"
+            if clip is not None:
+                over["optimizer.init_args.clip"], name = clip, f"{name}_clip{clip:g}"
+            grid[name] = over
+    runs = [
+        run_method(app, "doodl", items, tdir / name, a, {**sets.get("doodl", {}), **over})
+        for name, over in grid.items()
+    ]
     results, _ = evaluate(evaluator, tdir, runs, items, f"Shapes-64 {app}: DOODL tuning")
-    tried = [float(r["name"].removeprefix("doodl_lr")) for r in results]
-    if not tried:
-        return None, "Tuning failed (no DOODL run finished); default λ.\n"
-    scores = [tuning_score(app, r) for r in results]
-    best = tried[max(range(len(scores)), key=lambda i: scores[i])]
-    table = " · ".join(f"λ={lr:g}: {s:.3f}" for lr, s in zip(tried, scores, strict=True))
+    if not results:
+        return {}, "Tuning failed (no DOODL run finished); default settings.\n"
+    scores = {r["name"]: tuning_score(app, r) for r in results}
+    best = max(scores, key=scores.get)  # the first of equals, in grid order
+    label = {n: ", ".join(f"{k.split('.')[-1]}={v:g}" for k, v in grid[n].items()) for n in grid}
+    table = " · ".join(f"{label[n]}: {v:.3f}" for n, v in scores.items())
     return (
-        best,
-        f"Tuning ({a.tune_n} items, tune split, mean headline rate): {table} → λ = {best:g}.\n",
+        grid[best],
+        f"Tuning ({a.tune_n} items, tune split, mean headline rate): {table} → {label[best]}.\n",
     )
 
 
@@ -129,6 +147,13 @@ def main() -> None:
     p.add_argument("--tune-lr", nargs="*", type=float, default=[],
                    help="DOODL step sizes λ to try on the tuning split first (items disjoint "
                    "from the evaluation items); the best is used for the evaluation")  # fmt: skip
+    p.add_argument(
+        "--tune-clip",
+        nargs="*",
+        type=float,
+        default=[],
+        help="DOODL element-wise step bounds to try (crossed with --tune-lr)",
+    )
     p.add_argument("--tune-n", type=int, default=12, help="tuning items per application")
     p.add_argument("--reps", type=int, default=200, help="bootstrap resamples for FID")
     a = p.parse_args()
@@ -142,8 +167,7 @@ def main() -> None:
     for app in a.apps:
         app_sets = {k: dict(v) for k, v in sets.items()}
         best, tuned = tune(app, a, evaluator, out, sets)
-        if best is not None:
-            app_sets.setdefault("doodl", {})["optimizer.init_args.lr"] = best
+        app_sets.setdefault("doodl", {}).update(best)
         app_dir = out / app
         items = build_items(app, a.n, a.split, app_dir / "items")
         runs = [run_method(app, m, items, app_dir / m, a, app_sets.get(m)) for m in a.methods]
