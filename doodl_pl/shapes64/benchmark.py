@@ -209,9 +209,9 @@ def method_config(
     for key, value in (overrides or {}).items():
         node = args
         *path, last = key.split(".")
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = value
+        for part in path:  # a number indexes a list, e.g. loss.0.init_args.n_cuts
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        node[int(last) if isinstance(node, list) else last] = value
     args["output_dir"] = str(output_dir)
     return {
         "seed_everything": 0,
