@@ -156,11 +156,11 @@ def generate(sd, prompts, seeds, steps=50, scale=7.5, batch=16):
 
 
 @torch.no_grad()
-def part_t2i(out, seeds_per_prompt, n_two):
+def part_t2i(out, seeds_per_prompt, n_two, sd_dir=SD):
     from doodl_pl.backbones import StableDiffusion
     from doodl_pl.shapes64.analysis import find_objects, isolate, relation_of
 
-    sd = StableDiffusion(SD)
+    sd = StableDiffusion(sd_dir)
     clf = classifier(EVAL_CLASSIFIER)
     named = [s for s in SHAPES if SHAPE_WORD[s] == s]
     prompts, truth, seeds = [], [], []
@@ -217,6 +217,7 @@ def main() -> None:
     p.add_argument("--seeds-per-prompt", type=int, default=2)
     p.add_argument("--two", type=int, default=64, help="two-object prompts")
     p.add_argument("--json", default=None)
+    p.add_argument("--sd", default=SD, help="text-to-image pipeline to judge (default: shipped)")
     a = p.parse_args()
     torch.manual_seed(0)
     have = available()
@@ -234,7 +235,7 @@ def main() -> None:
             print(f"{part}: skipped, weights missing: {missing} (bash scripts/train_shapes64.sh)")
             continue
         if part == "t2i":
-            part_t2i(out, a.seeds_per_prompt, a.two)
+            part_t2i(out, a.seeds_per_prompt, a.two, a.sd)
         else:
             globals()[f"part_{part}"](out, a.n)
     if a.json:

@@ -70,3 +70,23 @@ def test_classifier_recipes(name, shared, monkeypatch):
         cfg["model_name"], num_classes=9, checkpoint_path=str(out / cfg["export_name"])
     )
     assert model(torch.rand(1, 3, 64, 64)).shape == (1, 9)
+
+
+def test_learning_rate_follows_the_clock_when_max_time_ends_first(tmp_path):
+    import time
+
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.callbacks import Timer
+    from lightning.pytorch.trainer.states import RunningStage
+
+    from doodl_pl.shapes64.train import _Recipe
+
+    recipe = _Recipe(lr=1e-3, export_dir=str(tmp_path), warmup=0)
+    trainer = Trainer(max_steps=1000, max_time="00:00:10:00", logger=False, barebones=True)
+    recipe.trainer = trainer
+    assert recipe.progress(100) == pytest.approx(0.1)  # clock not started: steps decide
+    timer = next(cb for cb in trainer.callbacks if isinstance(cb, Timer))
+    timer.on_train_start(trainer, recipe)
+    timer._start_time[RunningStage.TRAINING] = time.monotonic() - 450  # 7.5 min ago
+    assert recipe.progress(100) == pytest.approx(0.75, abs=0.01)
+    assert recipe.progress(900) == pytest.approx(0.9)  # steps ahead of the clock

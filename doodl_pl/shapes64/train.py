@@ -116,7 +116,7 @@ class _Recipe(pl.LightningModule):
         done = (step - self.warmup) / max(1, self.trainer.max_steps - self.warmup)
         for cb in self.trainer.callbacks:
             if isinstance(cb, Timer):
-                elapsed, left = cb.time_elapsed("train"), cb.time_remaining("train")
+                elapsed, left = cb.time_elapsed(), cb.time_remaining()
                 if left is not None and elapsed + left > 0:
                     done = max(done, elapsed / (elapsed + left))
         return min(1.0, max(0.0, done))
