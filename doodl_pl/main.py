@@ -27,6 +27,8 @@ class DoodlCLI(LightningCLI):
             self.model.run_config = self.parser.dump(self.config, skip_none=True)
         except Exception:  # noqa: BLE001 - metadata only; never block a run on it
             self.model.run_config = None
+        if self.model.run_config:
+            self.model.writer.check_resume(self.model.run_config)
         if self.model.run_config and self.trainer.is_global_zero:
             root = self.model.writer.root
             root.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import Tensor
 
-__all__ = ["OutputWriter", "atomic_write"]
+__all__ = ["OutputWriter", "atomic_write", "settings_changes"]
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -26,6 +26,28 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+# Model settings that do not change what an item's image is.
+RESUME_NEUTRAL = ("output_dir", "retry_failed")
+
+
+def settings_changes(old: Any, new: Any, key: str = "model") -> list[str]:
+    """``key: old → new`` for every leaf that differs between two parsed config sections."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            if key.endswith("init_args") and k in RESUME_NEUTRAL:
+                continue
+            out += settings_changes(old.get(k), new.get(k), f"{key}.{k}")
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [
+            c
+            for i, (a, b) in enumerate(zip(old, new, strict=True))
+            for c in settings_changes(a, b, f"{key}[{i}]")
+        ]
+    return [] if old == new else [f"{key}: {old!r} → {new!r}"]
 
 
 class OutputWriter:
@@ -60,6 +82,36 @@ class OutputWriter:
             except json.JSONDecodeError:
                 continue
         return out
+
+    def check_resume(self, config_text: str) -> None:
+        """Refuse to resume a folder whose finished items were made with other model settings:
+        a rerun skips finished items, so it would mix two settings in one folder.
+
+        Raises:
+            ValueError: naming ``model.init_args.output_dir`` and the settings that changed.
+        """
+        import yaml
+
+        saved = self.root / "config.yaml"
+        if not saved.is_file() or not self.finished_ids():
+            return
+        def model_section(text: str) -> Any:
+            parsed = yaml.safe_load(text) or {}
+            return parsed.get("fit", parsed).get("model")  # LightningCLI nests under its subcommand
+
+        changes = settings_changes(
+            model_section(saved.read_text(encoding="utf-8")), model_section(config_text)
+        )
+        if changes:
+            shown = "; ".join(changes[:5]) + (
+                f"; and {len(changes) - 5} more" if len(changes) > 5 else ""
+            )
+            raise ValueError(
+                f"`model.init_args.output_dir` = {str(self.root)!r} holds {len(self.finished_ids())} "
+                f"finished item(s) made with other settings ({shown}), and a rerun only adds the "
+                f"missing ones. Set a new `model.init_args.output_dir`, or move that folder away "
+                f"to start over (its config.yaml records the old settings)."
+            )
 
     def finished_ids(self, include_failed: bool = True) -> set[str]:
         return {r["id"] for r in self.records() if include_failed or r.get("status", "ok") == "ok"}

@@ -53,3 +53,19 @@ def test_fit_end_to_end(config, tiny_assets, tmp_path):
     if cli.model.method == "doodl":
         assert all(len(r["losses"]) == 3 for r in rows)  # m = 2 steps + the final image
         assert (out / "trajectories").is_dir()
+
+
+def test_rerun_with_changed_settings_is_refused_and_loses_nothing(tiny_assets, tmp_path):
+    """A rerun resumes only with the settings its finished items were made with."""
+    out = tmp_path / "run"
+    config = tinify(ROOT / "configs" / "demo" / "text_vanilla.yaml", tiny_assets, out)
+    main(["fit", "--config", str(config)])
+    before = (out / "manifest.jsonl").read_text()
+    main(["fit", "--config", str(config), "--model.init_args.retry_failed", "true"])  # neutral
+    with pytest.raises(ValueError, match=r"`model.init_args.output_dir`.*guidance_scale"):
+        main(["fit", "--config", str(config), "--model.init_args.guidance_scale", "1.5"])
+    assert (out / "manifest.jsonl").read_text() == before
+    assert "guidance_scale" in (out / "config.yaml").read_text()
+    main(["fit", "--config", str(config), "--model.init_args.guidance_scale", "1.5",
+          "--model.init_args.output_dir", str(tmp_path / "new")])  # fmt: skip
+    assert (tmp_path / "new" / "manifest.jsonl").is_file()

@@ -35,13 +35,32 @@ def shared(tmp_path_factory):
 def test_vae_and_t2i_recipes(shared, monkeypatch):
     from diffusers import StableDiffusionPipeline
 
+    from doodl_pl.losses.clip_models import ClipModel
+    from doodl_pl.models.clip_text import clip_text_model
+    from doodl_pl.shapes64.assets import CLIP
+
     vae = run("vae", shared, monkeypatch, block_out_channels=[16, 16, 16])
-    sd = run(
-        "t2i", shared, monkeypatch, vae_dir=str(vae), block_out_channels=[32, 32], text_width=32
-    )
+    # the config's text encoder: the shipped CLIP's text tower, frozen
+    sd = run("t2i", shared, monkeypatch, vae_dir=str(vae), block_out_channels=[32, 32])
     pipe = StableDiffusionPipeline.from_pretrained(sd)
     assert pipe.vae.config.scaling_factor > 0 and pipe.unet.config.sample_size == 16
     assert pipe.tokenizer.model_max_length == 16
+    tower = clip_text_model(ClipModel(CLIP).model.float()).state_dict()
+    for k, v in pipe.text_encoder.state_dict().items():
+        torch.testing.assert_close(v.float(), tower[k].half().float(), msg=k)
+    # a text encoder trained jointly instead
+    sd = run(
+        "t2i",
+        shared,
+        monkeypatch,
+        vae_dir=str(vae),
+        block_out_channels=[32, 32],
+        text_encoder=None,
+        text_width=32,
+        attention_heads=8,
+    )
+    pipe = StableDiffusionPipeline.from_pretrained(sd)
+    assert pipe.text_encoder.config.hidden_size == pipe.unet.config.cross_attention_dim == 32
 
 
 def test_clip_and_aesthetic_recipes(shared, monkeypatch):
