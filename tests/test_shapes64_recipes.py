@@ -41,7 +41,14 @@ def test_vae_and_t2i_recipes(shared, monkeypatch):
 
     vae = run("vae", shared, monkeypatch, block_out_channels=[16, 16, 16])
     # the config's text encoder: the shipped CLIP's text tower, frozen
-    sd = run("t2i", shared, monkeypatch, vae_dir=str(vae), block_out_channels=[32, 32])
+    sd = run(
+        "t2i",
+        shared,
+        monkeypatch,
+        vae_dir=str(vae),
+        block_out_channels=[32, 32],
+        attention_levels=[False, True],
+    )
     pipe = StableDiffusionPipeline.from_pretrained(sd)
     assert pipe.vae.config.scaling_factor > 0 and pipe.unet.config.sample_size == 16
     assert pipe.tokenizer.model_max_length == 16
@@ -58,6 +65,7 @@ def test_vae_and_t2i_recipes(shared, monkeypatch):
         text_encoder=None,
         text_width=32,
         attention_heads=8,
+        attention_levels=None,
     )
     pipe = StableDiffusionPipeline.from_pretrained(sd)
     assert pipe.text_encoder.config.hidden_size == pipe.unet.config.cross_attention_dim == 32
