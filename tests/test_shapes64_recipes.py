@@ -48,6 +48,7 @@ def test_vae_and_t2i_recipes(shared, monkeypatch):
         vae_dir=str(vae),
         block_out_channels=[32, 32],
         attention_levels=[False, True],
+        attention_heads=[1, 2],
     )
     pipe = StableDiffusionPipeline.from_pretrained(sd)
     assert pipe.vae.config.scaling_factor > 0 and pipe.unet.config.sample_size == 16
