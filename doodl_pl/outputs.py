@@ -93,8 +93,10 @@ class OutputWriter:
         import yaml
 
         saved = self.root / "config.yaml"
-        if not saved.is_file() or not self.finished_ids():
+        finished = self.finished_ids() if saved.is_file() else set()
+        if not finished:
             return
+
         def model_section(text: str) -> Any:
             parsed = yaml.safe_load(text) or {}
             return parsed.get("fit", parsed).get("model")  # LightningCLI nests under its subcommand
@@ -107,7 +109,7 @@ class OutputWriter:
                 f"; and {len(changes) - 5} more" if len(changes) > 5 else ""
             )
             raise ValueError(
-                f"`model.init_args.output_dir` = {str(self.root)!r} holds {len(self.finished_ids())} "
+                f"`model.init_args.output_dir` = {str(self.root)!r} holds {len(finished)} "
                 f"finished item(s) made with other settings ({shown}), and a rerun only adds the "
                 f"missing ones. Set a new `model.init_args.output_dir`, or move that folder away "
                 f"to start over (its config.yaml records the old settings)."

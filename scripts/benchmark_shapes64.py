@@ -24,6 +24,7 @@ import yaml
 
 from doodl_pl.evaluation import EvalConfig, Evaluator, load_run, markdown, write_results
 from doodl_pl.main import main as doodl_main
+from doodl_pl.outputs import settings_changes
 from doodl_pl.report import side_by_side
 from doodl_pl.shapes64.benchmark import APPS, METHODS, build_items, method_config
 
@@ -60,7 +61,7 @@ def run_method(app, method, items, run_dir, a, overrides=None) -> Path | None:
     )  # fmt: skip
     old = run_dir / "run.yaml"
     if old.is_file() and (run_dir / "manifest.jsonl").is_file():
-        if yaml.safe_load(old.read_text()).get("model") != cfg["model"]:
+        if settings_changes(yaml.safe_load(old.read_text()).get("model"), cfg["model"]):
             # A finished item would be skipped on resume though its settings changed: keep the
             # old run aside rather than mixing two settings in one table.
             aside = run_dir.with_name(f"{run_dir.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")

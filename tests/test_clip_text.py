@@ -9,30 +9,23 @@ from doodl_pl.models.tokenizer import build_clip_tokenizer
 TEXTS = ["a red circle", "a blue triangle to the left of a yellow cross", ""]
 
 
+def tiny_clip(quick_gelu=False, **text_cfg):
+    """A random open_clip CLIP small enough to build in a test."""
+    import open_clip
+
+    vision = {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16, "head_width": 16}
+    text = {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 2}
+    return open_clip.CLIP(
+        embed_dim=24, quick_gelu=quick_gelu, vision_cfg=vision, text_cfg={**text, **text_cfg}
+    )
+
+
 @pytest.mark.parametrize("quick_gelu", [False, True])
 def test_converted_tower_matches_open_clip_encode_text(tmp_path, quick_gelu):
     import open_clip
 
     torch.manual_seed(0)
-    cfg = {
-        "embed_dim": 24,
-        "quick_gelu": quick_gelu,
-        "vision_cfg": {
-            "image_size": 32,
-            "layers": 1,
-            "width": 32,
-            "patch_size": 16,
-            "head_width": 16,
-        },
-        "text_cfg": {
-            "context_length": 16,
-            "vocab_size": 49408,
-            "width": 32,
-            "heads": 4,
-            "layers": 2,
-        },
-    }
-    model = open_clip.CLIP(**cfg).eval()
+    model = tiny_clip(quick_gelu).eval()
     with torch.no_grad():  # non-trivial norms and biases, so a missed copy shows
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
@@ -53,25 +46,5 @@ def test_converted_tower_matches_open_clip_encode_text(tmp_path, quick_gelu):
 
 
 def test_unsupported_tower_is_refused():
-    import open_clip
-
-    cfg = {
-        "embed_dim": 16,
-        "vision_cfg": {
-            "image_size": 32,
-            "layers": 1,
-            "width": 32,
-            "patch_size": 16,
-            "head_width": 16,
-        },
-        "text_cfg": {
-            "context_length": 8,
-            "vocab_size": 1000,
-            "width": 32,
-            "heads": 4,
-            "layers": 1,
-            "ls_init_value": 0.1,
-        },
-    }
     with pytest.raises(ValueError, match="layer scale"):
-        clip_text_model(open_clip.CLIP(**cfg))
+        clip_text_model(tiny_clip(ls_init_value=0.1))

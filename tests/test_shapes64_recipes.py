@@ -41,14 +41,9 @@ def test_vae_and_t2i_recipes(shared, monkeypatch):
 
     vae = run("vae", shared, monkeypatch, block_out_channels=[16, 16, 16])
     # the config's text encoder: the shipped CLIP's text tower, frozen
+    small = {"vae_dir": str(vae), "block_out_channels": [32, 32]}
     sd = run(
-        "t2i",
-        shared,
-        monkeypatch,
-        vae_dir=str(vae),
-        block_out_channels=[32, 32],
-        attention_levels=[False, True],
-        attention_heads=[1, 2],
+        "t2i", shared, monkeypatch, **small, attention_levels=[False, True], attention_heads=[1, 2]
     )
     pipe = StableDiffusionPipeline.from_pretrained(sd)
     assert pipe.vae.config.scaling_factor > 0 and pipe.unet.config.sample_size == 16
@@ -61,8 +56,7 @@ def test_vae_and_t2i_recipes(shared, monkeypatch):
         "t2i",
         shared,
         monkeypatch,
-        vae_dir=str(vae),
-        block_out_channels=[32, 32],
+        **small,
         text_encoder=None,
         text_width=32,
         attention_heads=8,

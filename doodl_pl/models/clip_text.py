@@ -21,13 +21,12 @@ def clip_text_model(model: nn.Module):
     ``model.text_projection`` is ``model.encode_text``. Only the text tower is read.
 
     Raises:
-        ValueError: for towers this conversion does not cover (not pre-LN, layer scale, a
-            non-causal mask, or an activation other than GELU).
+        ValueError: for towers this conversion does not cover (layer scale or extra attention
+            norms, no causal mask, or an activation other than GELU / QuickGELU).
     """
     from transformers import CLIPTextConfig, CLIPTextModel
 
     blocks = model.transformer.resblocks
-    width = model.token_embedding.embedding_dim
     first = blocks[0]
     extras = [getattr(first, n, nn.Identity()) for n in ("ls_1", "ls_2", "ln_attn")]
     if not all(isinstance(e, nn.Identity) for e in extras):
@@ -40,7 +39,7 @@ def clip_text_model(model: nn.Module):
     heads = first.attn.num_heads
     config = CLIPTextConfig(
         vocab_size=model.token_embedding.num_embeddings,
-        hidden_size=width,
+        hidden_size=model.token_embedding.embedding_dim,
         intermediate_size=first.mlp.c_fc.out_features,
         num_hidden_layers=len(blocks),
         num_attention_heads=heads,

@@ -296,12 +296,6 @@ class TextToImageRecipe(_Recipe):
                 f"`model.init_args.attention_levels` needs one entry per level of "
                 f"`block_out_channels` ({n}), got {len(levels)}"
             )
-        levels = [True] * (n - 1) + [False] if attention_levels is None else list(attention_levels)
-        if len(levels) != n:
-            raise ValueError(
-                f"`model.init_args.attention_levels` needs one entry per level of "
-                f"`block_out_channels` ({n}), got {len(levels)}"
-            )
         self.unet = UNet2DConditionModel(
             sample_size=16,
             in_channels=4,
