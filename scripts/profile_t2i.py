@@ -11,40 +11,18 @@ from the recipe's settings.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
 import yaml
 from diffusers import UNet2DConditionModel
 
-from doodl_pl.hub import resolve
-
-
-def text_width(args: dict) -> int:
-    """Width of the text states the UNet attends to: the CLIP text tower's, or ``text_width``."""
-    if args.get("text_encoder"):
-        with open(resolve(args["text_encoder"][0])) as f:
-            return json.load(f)["text_cfg"]["width"]
-    return args.get("text_width", 64)
+from doodl_pl.shapes64.train import TextToImageRecipe
 
 
 def build(args: dict) -> UNet2DConditionModel:
-    levels = args.get("attention_levels") or [True] * (len(args["block_out_channels"]) - 1) + [
-        False
-    ]
-    return UNet2DConditionModel(
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=tuple(args["block_out_channels"]),
-        layers_per_block=args.get("layers_per_block", 1),
-        down_block_types=tuple("CrossAttnDownBlock2D" if a else "DownBlock2D" for a in levels),
-        up_block_types=tuple("CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(levels)),
-        cross_attention_dim=text_width(args),
-        attention_head_dim=tuple(args.get("attention_heads", [8] * len(levels))),
-        norm_num_groups=32,
-    )
+    """The recipe's own UNet, so the profile follows any change to how the recipe builds it."""
+    return TextToImageRecipe(**args).unet
 
 
 def step_time(unet: UNet2DConditionModel, batch: int, steps: int, channels_last: bool) -> float:
