@@ -64,6 +64,47 @@ def test_vae_and_t2i_recipes(shared, monkeypatch):
     )
     pipe = StableDiffusionPipeline.from_pretrained(sd)
     assert pipe.text_encoder.config.hidden_size == pipe.unet.config.cross_attention_dim == 32
+    # the CLIP text tower fine-tuned (its own learning rate) and a pooled prompt embedding
+    # added to the time embedding
+    sd = run(
+        "t2i",
+        shared,
+        monkeypatch,
+        **small,
+        attention_levels=[False, True],
+        attention_heads=[1, 2],
+        text_lr=1.0,
+        pooled_text_heads=4,
+    )
+    pipe = StableDiffusionPipeline.from_pretrained(sd)
+    assert pipe.unet.config.addition_embed_type == "text"
+    moved = [
+        k for k, v in pipe.text_encoder.state_dict().items() if not torch.equal(v, tower[k].half())
+    ]
+    assert "final_layer_norm.weight" in " ".join(moved)
+    ids = pipe.tokenizer(["a red square", ""], padding="max_length", return_tensors="pt").input_ids
+    with torch.no_grad():
+        h = pipe.text_encoder(ids)[0]
+        eps = pipe.unet.float()(
+            torch.randn(2, 4, 16, 16), 500, encoder_hidden_states=h.float()
+        ).sample
+    assert not torch.allclose(eps[0], eps[1])  # the prompt reaches the output
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [
+        ({"text_encoder": None, "text_lr": 1e-4}, "text_lr"),
+        ({"text_lr": 0.0}, "text_lr"),
+        ({"pooled_text_heads": 3}, "pooled_text_heads"),
+    ],
+)
+def test_t2i_recipe_rejects_bad_text_settings(args, key):
+    from doodl_pl.shapes64.train import TextToImageRecipe
+
+    cfg = yaml.safe_load((CONFIGS / "train_t2i.yaml").read_text())["model"]["init_args"]
+    with pytest.raises(ValueError, match=f"`model.init_args.{key}`"):
+        TextToImageRecipe(**{**cfg, **args})
 
 
 def test_clip_and_aesthetic_recipes(shared, monkeypatch):

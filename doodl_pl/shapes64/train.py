@@ -108,6 +108,10 @@ class _Recipe(pl.LightningModule):
     def trainable(self):
         return [p for p in self.parameters() if p.requires_grad]
 
+    def param_groups(self) -> list[dict]:
+        """The optimiser's parameter groups; the warmup + cosine schedule scales each one."""
+        return [{"params": self.trainable()}]
+
     def progress(self, step: int) -> float:
         """Fraction of training done: by steps, or by the ``max_time`` budget if that ends first
         (so the cosine reaches zero when the clock does, and a resumed run picks up the clock)."""
@@ -122,7 +126,7 @@ class _Recipe(pl.LightningModule):
         return min(1.0, max(0.0, done))
 
     def configure_optimizers(self):
-        opt = torch.optim.AdamW(self.trainable(), lr=self.lr, weight_decay=1e-2)
+        opt = torch.optim.AdamW(self.param_groups(), lr=self.lr, weight_decay=1e-2)
 
         def schedule(step: int) -> float:
             if step < self.warmup:
@@ -223,8 +227,15 @@ class TextToImageRecipe(_Recipe):
     Args:
         vae_dir: the trained VAE (``pkg:shapes64/sd/vae``).
         text_encoder: an open_clip model config (JSON) and weights file; the text tower becomes
-            the pipeline's ``CLIPTextModel`` and stays frozen, as SD-1's CLIP text encoder does.
+            the pipeline's ``CLIPTextModel``, frozen as SD-1's is unless ``text_lr`` is set.
             ``None`` trains a ``text_width`` × ``text_layers`` text encoder jointly instead.
+        text_lr: with ``text_encoder``, fine-tune the CLIP text tower at this learning rate
+            (a small CLIP's token states for e.g. "square" and "cross" are close); ``None``
+            keeps it frozen.
+        pooled_text_heads: heads of diffusers' ``TextTimeEmbedding`` (``addition_embed_type
+            = "text"``), which adds an attention-pooled prompt embedding to the time embedding
+            so every ResNet block sees the prompt, also at levels without cross-attention;
+            ``None`` leaves it out (as SD-1).
         block_out_channels, layers_per_block, text_width, text_layers: model sizes.
         attention_heads: heads per UNet level (diffusers' ``attention_head_dim``); few wide heads
             run about twice as fast on CPU as many narrow ones.
@@ -242,6 +253,8 @@ class TextToImageRecipe(_Recipe):
         self,
         vae_dir: str = "pkg:shapes64/sd/vae",
         text_encoder: tuple[str, str] | None = None,
+        text_lr: float | None = None,
+        pooled_text_heads: int | None = None,
         block_out_channels: tuple[int, ...] = (32, 64, 128),
         layers_per_block: int = 1,
         attention_heads: int | tuple[int, ...] = 8,
@@ -262,13 +275,19 @@ class TextToImageRecipe(_Recipe):
 
         self.vae = AutoencoderKL.from_pretrained(resolve(vae_dir), torch_dtype=torch.float32)
         self.vae.requires_grad_(False).eval()
-        self.frozen_text = text_encoder is not None
-        if self.frozen_text:
+        if text_lr is not None and (text_encoder is None or text_lr <= 0):
+            raise ValueError(
+                f"`model.init_args.text_lr` needs `model.init_args.text_encoder` and must be > 0,"
+                f" got {text_lr} with text_encoder={text_encoder}"
+            )
+        self.text_lr = text_lr
+        self.frozen_text = text_encoder is not None and text_lr is None
+        if text_encoder is not None:
             from ..losses.clip_models import ClipModel, ClipSpec
             from ..models.clip_text import clip_text_model
 
             clip = ClipModel(ClipSpec(*text_encoder), key="model.init_args.text_encoder")
-            self.text = clip_text_model(clip.model.float()).requires_grad_(False)
+            self.text = clip_text_model(clip.model.float()).requires_grad_(text_lr is not None)
             if self.text.config.max_position_embeddings < MAX_TOKENS:
                 raise ValueError(
                     f"`model.init_args.text_encoder`: context {self.text.config.max_position_embeddings}"
@@ -296,6 +315,18 @@ class TextToImageRecipe(_Recipe):
                 f"`model.init_args.attention_levels` needs one entry per level of "
                 f"`block_out_channels` ({n}), got {len(levels)}"
             )
+        width = self.text.config.hidden_size
+        if pooled_text_heads is not None and (pooled_text_heads <= 0 or width % pooled_text_heads):
+            raise ValueError(
+                f"`model.init_args.pooled_text_heads` must divide the text width {width},"
+                f" got {pooled_text_heads}"
+            )
+        pooled = {}
+        if pooled_text_heads is not None:
+            pooled = {
+                "addition_embed_type": "text",
+                "addition_embed_type_num_heads": pooled_text_heads,
+            }
         self.unet = UNet2DConditionModel(
             sample_size=16,
             in_channels=4,
@@ -306,11 +337,12 @@ class TextToImageRecipe(_Recipe):
             up_block_types=tuple(
                 "CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(levels)
             ),
-            cross_attention_dim=self.text.config.hidden_size,
+            cross_attention_dim=width,
             attention_head_dim=attention_heads
             if isinstance(attention_heads, int)
             else tuple(attention_heads),
             norm_num_groups=32,
+            **pooled,
         )
         self.noise_scheduler = DDPMScheduler(
             num_train_timesteps=1000,
@@ -329,6 +361,14 @@ class TextToImageRecipe(_Recipe):
         return list(self.unet.parameters()) + (
             [] if self.frozen_text else list(self.text.parameters())
         )
+
+    def param_groups(self) -> list[dict]:
+        if self.text_lr is None:
+            return super().param_groups()
+        return [
+            {"params": list(self.unet.parameters())},
+            {"params": list(self.text.parameters()), "lr": self.text_lr},
+        ]
 
     def train(self, mode: bool = True):
         super().train(mode)
