@@ -155,8 +155,22 @@ def generate(sd, prompts, seeds, steps=50, scale=7.5, batch=16):
     return np.concatenate(out)
 
 
+def save_grid(path: str, images: np.ndarray, rows: int) -> None:
+    """Write ``images`` (grouped by shape word) as a grid, a row per shape word, enlarged 2×."""
+    from PIL import Image
+
+    if len(images) % rows:
+        raise ValueError(f"--grid: {len(images)} images do not fill {rows} rows")
+    cols = len(images) // rows
+    h, w = images.shape[1:3]
+    g = images.reshape(rows, cols, h, w, 3).transpose(0, 2, 1, 3, 4)
+    g = g.reshape(rows * h, cols * w, 3)
+    Image.fromarray(g).resize((cols * w * 2, rows * h * 2), Image.NEAREST).save(path)
+    print(f"one-object images (a row per shape word): {path}")
+
+
 @torch.no_grad()
-def part_t2i(out, seeds_per_prompt, n_two, sd_dir=SD):
+def part_t2i(out, seeds_per_prompt, n_two, sd_dir=SD, grid=None):
     from doodl_pl.backbones import StableDiffusion
     from doodl_pl.shapes64.analysis import find_objects, isolate, relation_of
 
@@ -173,13 +187,16 @@ def part_t2i(out, seeds_per_prompt, n_two, sd_dir=SD):
     t0 = time.time()
     imgs = generate(sd, prompts, seeds)
     color_ok = shape_ok = 0
+    read_as: dict[str, dict[str, int]] = {s: {} for s in named}
     for img, (c, s) in zip(imgs, truth, strict=True):
         found = find_objects(img)
-        if not found:
-            continue
-        color_ok += found[0].color == c
-        pred = SHAPES[int(predict_shapes(clf, to_tensor(isolate(img, found[0], found)[None]))[0])]
-        shape_ok += SHAPE_WORD[pred] == s
+        pred = "nothing"
+        if found:
+            color_ok += found[0].color == c
+            i = int(predict_shapes(clf, to_tensor(isolate(img, found[0], found)[None]))[0])
+            pred = SHAPES[i]
+            shape_ok += SHAPE_WORD[pred] == s
+        read_as[s][pred] = read_as[s].get(pred, 0) + 1
     n = len(prompts)
     out.update(t2i_one_color=color_ok / n, t2i_one_shape=shape_ok / n, t2i_one_n=n)
     print(
@@ -187,6 +204,13 @@ def part_t2i(out, seeds_per_prompt, n_two, sd_dir=SD):
         f"{color_ok / n:.3f} {ci95(color_ok, n)} (target ≥ 0.90), shape right "
         f"{shape_ok / n:.3f} {ci95(shape_ok, n)} (target ≥ 0.80)  [{time.time() - t0:.0f} s]"
     )
+    out["t2i_one_read_as"] = read_as
+    for s, counts in read_as.items():
+        ranked = ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
+        print(f"  '{s}' prompts read as: {ranked}")
+    if grid:
+        by_shape = sorted(range(n), key=lambda i: named.index(truth[i][1]))
+        save_grid(grid, imgs[by_shape], len(named))
     _, records = load_split("eval_two", n_two)
     imgs = generate(sd, [r["caption"] for r in records], [7_500_000 + i for i in range(n_two)])
     full = parts = 0
@@ -218,6 +242,7 @@ def main() -> None:
     p.add_argument("--two", type=int, default=64, help="two-object prompts")
     p.add_argument("--json", default=None)
     p.add_argument("--sd", default=SD, help="text-to-image pipeline to judge (default: shipped)")
+    p.add_argument("--grid", default=None, help="write the one-object t2i images to this PNG")
     a = p.parse_args()
     torch.manual_seed(0)
     have = available()
@@ -235,7 +260,7 @@ def main() -> None:
             print(f"{part}: skipped, weights missing: {missing} (bash scripts/train_shapes64.sh)")
             continue
         if part == "t2i":
-            part_t2i(out, a.seeds_per_prompt, a.two, a.sd)
+            part_t2i(out, a.seeds_per_prompt, a.two, a.sd, a.grid)
         else:
             globals()[f"part_{part}"](out, a.n)
     if a.json:
