@@ -316,13 +316,13 @@ class TextToImageRecipe(_Recipe):
                 f"`block_out_channels` ({n}), got {len(levels)}"
             )
         width = self.text.config.hidden_size
-        if pooled_text_heads is not None and (pooled_text_heads <= 0 or width % pooled_text_heads):
-            raise ValueError(
-                f"`model.init_args.pooled_text_heads` must divide the text width {width},"
-                f" got {pooled_text_heads}"
-            )
         pooled = {}
         if pooled_text_heads is not None:
+            if pooled_text_heads <= 0 or width % pooled_text_heads:
+                raise ValueError(
+                    f"`model.init_args.pooled_text_heads` must divide the text width {width},"
+                    f" got {pooled_text_heads}"
+                )
             pooled = {
                 "addition_embed_type": "text",
                 "addition_embed_type_num_heads": pooled_text_heads,
