@@ -33,37 +33,56 @@ def shared(tmp_path_factory):
 
 
 def test_vae_and_t2i_recipes(shared, monkeypatch):
-    from diffusers import StableDiffusionPipeline
+    from diffusers import AutoencoderKL, StableDiffusionPipeline
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
 
     from doodl_pl.losses.clip_models import ClipModel
     from doodl_pl.models.clip_text import clip_text_model
     from doodl_pl.shapes64.assets import CLIP
+    from doodl_pl.shapes64.dataset import load_split
 
     vae = run("vae", shared, monkeypatch, block_out_channels=[16, 16, 16])
     # the config's text encoder: the shipped CLIP's text tower, frozen
-    small = {"vae_dir": str(vae), "block_out_channels": [32, 32]}
+    cache = shared / "t2i_latents.safetensors"
+    small = {"vae_dir": str(vae), "block_out_channels": [32, 32], "latent_cache": str(cache)}
     sd = run(
         "t2i", shared, monkeypatch, **small, attention_levels=[False, True], attention_heads=[1, 2]
     )
     pipe = StableDiffusionPipeline.from_pretrained(sd)
+    # the cached latents are the VAE's scaled latent means of the training scenes
+    images = torch.from_numpy(load_split("train", 48)[0]).permute(0, 3, 1, 2).float() / 127.5 - 1
+    vae_model = AutoencoderKL.from_pretrained(vae, torch_dtype=torch.float32)
+    with torch.no_grad():
+        expect = vae_model.encode(images).latent_dist.mean * vae_model.config.scaling_factor
+    torch.testing.assert_close(load_file(cache)["latents"].float(), expect, atol=2e-3, rtol=2e-3)
     assert pipe.vae.config.scaling_factor > 0 and pipe.unet.config.sample_size == 16
     assert pipe.tokenizer.model_max_length == 16
     tower = clip_text_model(ClipModel(CLIP).model.float()).state_dict()
     for k, v in pipe.text_encoder.state_dict().items():
         torch.testing.assert_close(v.float(), tower[k].half().float(), msg=k)
-    # a text encoder trained jointly instead
-    sd = run(
-        "t2i",
-        shared,
-        monkeypatch,
-        **small,
-        text_encoder=None,
-        text_width=32,
-        attention_heads=8,
-        attention_levels=None,
-    )
+
+    # a text encoder trained jointly instead; same VAE and scenes, so the latents come from the
+    # cache and the VAE encoder never runs
+    def no_encode(*a, **k):
+        raise AssertionError("the VAE encoded although the latent cache matches")
+
+    with monkeypatch.context() as m:
+        m.setattr(AutoencoderKL, "encode", no_encode)
+        sd = run(
+            "t2i",
+            shared,
+            monkeypatch,
+            **small,
+            text_encoder=None,
+            text_width=32,
+            attention_heads=8,
+            attention_levels=None,
+        )
     pipe = StableDiffusionPipeline.from_pretrained(sd)
     assert pipe.text_encoder.config.hidden_size == pipe.unet.config.cross_attention_dim == 32
+    # a cache written for other images or another VAE is not used, and is replaced
+    save_file(load_file(cache), cache, metadata={"key": "another VAE"})
     # the CLIP text tower fine-tuned (its own learning rate) and a pooled prompt embedding
     # added to the time embedding
     sd = run(
@@ -76,6 +95,9 @@ def test_vae_and_t2i_recipes(shared, monkeypatch):
         text_lr=1.0,
         pooled_text_heads=4,
     )
+    with safe_open(cache, "pt") as f:
+        assert f.metadata()["key"] != "another VAE"
+    torch.testing.assert_close(load_file(cache)["latents"].float(), expect, atol=2e-3, rtol=2e-3)
     pipe = StableDiffusionPipeline.from_pretrained(sd)
     assert pipe.unet.config.addition_embed_type == "text"
     moved = [
@@ -97,9 +119,11 @@ def test_vae_and_t2i_recipes(shared, monkeypatch):
         ({"text_encoder": None, "text_lr": 1e-4}, "text_lr"),
         ({"text_lr": 0.0}, "text_lr"),
         ({"pooled_text_heads": 3}, "pooled_text_heads"),
+        ({"snr_floor": 5.0}, "snr_floor"),
+        ({"snr_floor": 0.1, "snr_gamma": None}, "snr_floor"),
     ],
 )
-def test_t2i_recipe_rejects_bad_text_settings(args, key):
+def test_t2i_recipe_rejects_bad_settings(args, key):
     from doodl_pl.shapes64.train import TextToImageRecipe
 
     cfg = yaml.safe_load((CONFIGS / "train_t2i.yaml").read_text())["model"]["init_args"]
@@ -153,3 +177,25 @@ def test_learning_rate_follows_the_clock_when_max_time_ends_first(tmp_path):
     timer._start_time[RunningStage.TRAINING] = time.monotonic() - 450  # 7.5 min ago
     assert recipe.progress(100) == pytest.approx(0.75, abs=0.01)
     assert recipe.progress(900) == pytest.approx(0.9)  # steps ahead of the clock
+
+
+def test_t2i_loss_weights_clamp_the_snr_on_both_sides():
+    from doodl_pl.shapes64.train import TextToImageRecipe
+
+    cfg = yaml.safe_load((CONFIGS / "train_t2i.yaml").read_text())["model"]["init_args"]
+    recipe = TextToImageRecipe(**{**cfg, "snr_gamma": 5.0, "snr_floor": 0.1})
+    # SD-1 schedule written out: scaled_linear betas 0.00085 to 0.012 over 1000 steps
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
+    abar = torch.cumprod(1 - betas, 0)
+    snr = abar / (1 - abar)
+    t = torch.tensor([0, 50, 400, 600, 999])
+    expect = [5 / snr[0], 5 / snr[50], 1.0, 1.0, 0.1 / snr[999]]
+    assert snr[50] > 5 and 0.1 < snr[600] < 5 and snr[999] < 0.1
+    torch.testing.assert_close(
+        recipe.loss_weights(t).double(),
+        torch.tensor(expect, dtype=torch.float64),
+        rtol=1e-4,
+        atol=0,
+    )
+    recipe.snr_floor = None  # plain Min-SNR-γ: nothing is raised
+    assert recipe.loss_weights(torch.tensor([999])).item() == 1.0
