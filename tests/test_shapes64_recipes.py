@@ -121,6 +121,10 @@ def test_vae_and_t2i_recipes(shared, monkeypatch):
         ({"pooled_text_heads": 3}, "pooled_text_heads"),
         ({"snr_floor": 5.0}, "snr_floor"),
         ({"snr_floor": 0.1, "snr_gamma": None}, "snr_floor"),
+        ({"cfg_consistency": 0.0}, "cfg_consistency"),
+        ({"cfg_consistency": 0.25, "caption_dropout": 0.0}, "cfg_consistency"),
+        ({"cfg_consistency": 0.25, "cfg_consistency_scale": 1.0}, "cfg_consistency_scale"),
+        ({"cfg_consistency": 0.25, "cfg_consistency_t_max": 0}, "cfg_consistency_t_max"),
     ],
 )
 def test_t2i_recipe_rejects_bad_settings(args, key):
@@ -199,3 +203,45 @@ def test_t2i_loss_weights_clamp_the_snr_on_both_sides():
     )
     recipe.snr_floor = None  # plain Min-SNR-γ: nothing is raised
     assert recipe.loss_weights(torch.tensor([999])).item() == 1.0
+
+
+def test_t2i_cfg_consistency_term_is_the_guided_eps_error(monkeypatch):
+    import numpy as np
+
+    from doodl_pl.shapes64.dataset import load_split, scene_from_record
+    from doodl_pl.shapes64.train import TextToImageRecipe
+    from doodl_pl.shapes64.world import caption
+
+    _, records = load_split("train", 8)
+    monkeypatch.setattr(TextToImageRecipe, "records", property(lambda self: records))
+    cfg = yaml.safe_load((CONFIGS / "train_t2i.yaml").read_text())["model"]["init_args"]
+    cfg.update(block_out_channels=[32, 32], attention_levels=[False, True], attention_heads=[1, 2])
+    recipe = TextToImageRecipe(**{**cfg, "caption_dropout": 1.0, "latent_cache": None})
+    recipe.log = lambda *a, **k: None
+    recipe._latents = torch.randn(8, 4, 16, 16).half()
+    batch = (None, torch.arange(8))
+
+    def step(weight, t_max=1000):
+        recipe.cfg_consistency, recipe.cfg_consistency_t_max = weight, t_max
+        torch.manual_seed(3)
+        return recipe.training_step(batch, 0).detach()
+
+    main, with_term = step(None), step(2.0)
+    # the same term computed directly: the UNet with the empty prompt and with each caption
+    torch.manual_seed(3)
+    z0 = recipe._latents.float()
+    noise = torch.randn_like(z0)
+    t = torch.randint(0, 1000, (8,))
+    zt = recipe.noise_scheduler.add_noise(z0, noise, t)
+    texts = [
+        caption(scene_from_record(r), np.random.default_rng([j, 0])) for j, r in enumerate(records)
+    ]
+    with torch.no_grad():
+        e_u = recipe.unet(zt, t, encoder_hidden_states=recipe.encode_text([""] * 8)).sample
+        e_c = recipe.unet(zt, t, encoder_hidden_states=recipe.encode_text(texts)).sample
+    guided = e_u + 7.5 * (e_c - e_u)
+    expect = (((guided - noise) ** 2).mean(dim=(1, 2, 3)) * recipe.loss_weights(t)).mean()
+    torch.testing.assert_close(with_term - main, 2.0 * expect, rtol=1e-4, atol=1e-6)
+    # only timesteps below cfg_consistency_t_max take part; none below 0 + 1
+    assert (t > 0).all()  # seed 3: no item at t = 0, so t_max = 1 leaves the term out
+    torch.testing.assert_close(step(2.0, t_max=1), main)
