@@ -445,12 +445,13 @@ class TextToImageRecipe(_Recipe):
         holds the latents of these very images under this very VAE."""
         from safetensors.torch import load_file, save_file
 
-        digest = hashlib.sha256(np.ascontiguousarray(images).data)
-        for k, v in sorted(self.vae.state_dict().items()):
-            digest.update(k.encode())
-            digest.update(v.detach().cpu().contiguous().numpy().tobytes())
-        key = digest.hexdigest()
-        cache = self.latent_cache
+        cache, key = self.latent_cache, None
+        if cache is not None:
+            digest = hashlib.sha256(np.ascontiguousarray(images).data)
+            for k, v in sorted(self.vae.state_dict().items()):
+                digest.update(k.encode())
+                digest.update(v.detach().cpu().contiguous().numpy().tobytes())
+            key = digest.hexdigest()
         if cache is not None and cache.is_file():
             from safetensors import safe_open
 
@@ -478,13 +479,12 @@ class TextToImageRecipe(_Recipe):
         rng = np.random.default_rng([step, 7])
         out = []
         for j in indices:
-            if rng.random() < self.caption_dropout:
-                out.append("")
-            else:
-                out.append(
-                    caption(scene_from_record(self.records[j]), np.random.default_rng([j, step]))
-                )
+            out.append("" if rng.random() < self.caption_dropout else self.caption_of(j, step))
         return out
+
+    def caption_of(self, j: int, step: int) -> str:
+        """Scene ``j``'s caption as drawn at ``step`` (the same draw whether dropped or not)."""
+        return caption(scene_from_record(self.records[j]), np.random.default_rng([j, step]))
 
     def encode_text(self, texts: list[str]) -> Tensor:
         ids = self.tokenizer(
@@ -507,20 +507,13 @@ class TextToImageRecipe(_Recipe):
         # run with their caption, appended to the same UNet call.
         pick = []
         if self.cfg_consistency is not None and torch.is_grad_enabled():
-            t_list = t.tolist()
             pick = [
                 i
-                for i, (text, ti) in enumerate(zip(texts, t_list, strict=True))
+                for i, (text, ti) in enumerate(zip(texts, t.tolist(), strict=True))
                 if text == "" and ti < self.cfg_consistency_t_max
             ]
         if pick:
-            true = [
-                caption(
-                    scene_from_record(self.records[idx[i]]),
-                    np.random.default_rng([idx[i], self.global_step]),
-                )
-                for i in pick
-            ]
+            true = [self.caption_of(idx[i], self.global_step) for i in pick]
             zt = torch.cat([zt, zt[pick]]).contiguous(memory_format=torch.channels_last)
             t = torch.cat([t, t[pick]])
             cond = torch.cat([cond, self.encode_text(true)])
