@@ -125,6 +125,9 @@ def test_vae_and_t2i_recipes(shared, monkeypatch):
         ({"cfg_consistency": 0.25, "caption_dropout": 0.0}, "cfg_consistency"),
         ({"cfg_consistency": 0.25, "cfg_consistency_scale": 1.0}, "cfg_consistency_scale"),
         ({"cfg_consistency": 0.25, "cfg_consistency_t_max": 0}, "cfg_consistency_t_max"),
+        ({"uncond_distill": -1.0}, "uncond_distill"),
+        ({"uncond_distill": 1.0, "uncond_distill_slots": 0}, "uncond_distill_slots"),
+        ({"uncond_distill": 1.0, "uncond_distill_t_max": 1001}, "uncond_distill_t_max"),
     ],
 )
 def test_t2i_recipe_rejects_bad_settings(args, key):
@@ -245,3 +248,50 @@ def test_t2i_cfg_consistency_term_is_the_guided_eps_error(monkeypatch):
     # only timesteps below cfg_consistency_t_max take part; none below 0 + 1
     assert (t > 0).all()  # seed 3: no item at t = 0, so t_max = 1 leaves the term out
     torch.testing.assert_close(step(2.0, t_max=1), main)
+
+
+def test_t2i_uncond_distill_pulls_only_the_empty_prompt_toward_eps_c(monkeypatch):
+    import numpy as np
+
+    from doodl_pl.shapes64.dataset import load_split, scene_from_record
+    from doodl_pl.shapes64.train import TextToImageRecipe
+    from doodl_pl.shapes64.world import caption
+
+    _, records = load_split("train", 8)
+    monkeypatch.setattr(TextToImageRecipe, "records", property(lambda self: records))
+    cfg = yaml.safe_load((CONFIGS / "train_t2i.yaml").read_text())["model"]["init_args"]
+    cfg.update(block_out_channels=[32, 32], attention_levels=[False, True], attention_heads=[1, 2])
+    recipe = TextToImageRecipe(**{**cfg, "caption_dropout": 0.0, "latent_cache": None})
+    recipe.log = lambda *a, **k: None
+    recipe._latents = torch.randn(8, 4, 16, 16).half()
+    batch = (None, torch.arange(8))
+    params = list(recipe.unet.parameters())
+
+    def step(weight, slots=3, t_max=1000):
+        recipe.uncond_distill, recipe.uncond_distill_slots = weight, slots
+        recipe.uncond_distill_t_max = t_max
+        torch.manual_seed(3)
+        loss = recipe.training_step(batch, 0)
+        return loss.detach(), torch.autograd.grad(loss, params)
+
+    (main, g_main), (with_term, g_term) = step(None), step(2.0)
+    # the same term computed directly: the first 3 items with the empty prompt against ε_c
+    torch.manual_seed(3)
+    z0 = recipe._latents.float()
+    noise = torch.randn_like(z0)
+    t = torch.randint(0, 1000, (8,))
+    zt = recipe.noise_scheduler.add_noise(z0, noise, t)
+    texts = [
+        caption(scene_from_record(r), np.random.default_rng([j, 0])) for j, r in enumerate(records)
+    ]
+    e_c = recipe.unet(zt[:3], t[:3], encoder_hidden_states=recipe.encode_text(texts[:3])).sample
+    e_u = recipe.unet(zt[:3], t[:3], encoder_hidden_states=recipe.encode_text([""] * 3)).sample
+    expect = ((e_u - e_c.detach()) ** 2).mean(dim=(1, 2, 3)).mean()
+    torch.testing.assert_close(with_term - main, 2.0 * expect.detach(), rtol=1e-4, atol=1e-7)
+    # stop-gradient: the term's gradient is that of ε_∅ alone
+    g_expect = torch.autograd.grad(2.0 * expect, params, allow_unused=True)
+    for gt, gm, ge in zip(g_term, g_main, g_expect, strict=True):
+        torch.testing.assert_close(gt - gm, torch.zeros_like(gt) if ge is None else ge, atol=2e-6, rtol=1e-3)
+    # more slots than eligible items: padded rows are masked out, not counted twice
+    assert (t > 0).all()  # seed 3: t_max = 1 leaves no eligible item
+    torch.testing.assert_close(step(2.0, slots=4, t_max=1)[0], main)
