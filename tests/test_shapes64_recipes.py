@@ -291,7 +291,9 @@ def test_t2i_uncond_distill_pulls_only_the_empty_prompt_toward_eps_c(monkeypatch
     # stop-gradient: the term's gradient is that of ε_∅ alone
     g_expect = torch.autograd.grad(2.0 * expect, params, allow_unused=True)
     for gt, gm, ge in zip(g_term, g_main, g_expect, strict=True):
-        torch.testing.assert_close(gt - gm, torch.zeros_like(gt) if ge is None else ge, atol=2e-6, rtol=1e-3)
+        torch.testing.assert_close(
+            gt - gm, torch.zeros_like(gt) if ge is None else ge, atol=2e-6, rtol=1e-3
+        )
     # more slots than eligible items: padded rows are masked out, not counted twice
     assert (t > 0).all()  # seed 3: t_max = 1 leaves no eligible item
     torch.testing.assert_close(step(2.0, slots=4, t_max=1)[0], main)
