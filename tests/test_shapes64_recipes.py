@@ -208,20 +208,28 @@ def test_t2i_loss_weights_clamp_the_snr_on_both_sides():
     assert recipe.loss_weights(torch.tensor([999])).item() == 1.0
 
 
-def test_t2i_cfg_consistency_term_is_the_guided_eps_error(monkeypatch):
-    import numpy as np
-
-    from doodl_pl.shapes64.dataset import load_split, scene_from_record
+def _tiny_t2i(monkeypatch, caption_dropout: float):
+    """A 2-level t2i recipe on 8 training records with random latents, logging off."""
+    from doodl_pl.shapes64.dataset import load_split
     from doodl_pl.shapes64.train import TextToImageRecipe
-    from doodl_pl.shapes64.world import caption
 
     _, records = load_split("train", 8)
     monkeypatch.setattr(TextToImageRecipe, "records", property(lambda self: records))
     cfg = yaml.safe_load((CONFIGS / "train_t2i.yaml").read_text())["model"]["init_args"]
     cfg.update(block_out_channels=[32, 32], attention_levels=[False, True], attention_heads=[1, 2])
-    recipe = TextToImageRecipe(**{**cfg, "caption_dropout": 1.0, "latent_cache": None})
+    recipe = TextToImageRecipe(**{**cfg, "caption_dropout": caption_dropout, "latent_cache": None})
     recipe.log = lambda *a, **k: None
     recipe._latents = torch.randn(8, 4, 16, 16).half()
+    return recipe, records
+
+
+def test_t2i_cfg_consistency_term_is_the_guided_eps_error(monkeypatch):
+    import numpy as np
+
+    from doodl_pl.shapes64.dataset import scene_from_record
+    from doodl_pl.shapes64.world import caption
+
+    recipe, records = _tiny_t2i(monkeypatch, caption_dropout=1.0)
     batch = (None, torch.arange(8))
 
     def step(weight, t_max=1000):
@@ -253,17 +261,10 @@ def test_t2i_cfg_consistency_term_is_the_guided_eps_error(monkeypatch):
 def test_t2i_uncond_distill_pulls_only_the_empty_prompt_toward_eps_c(monkeypatch):
     import numpy as np
 
-    from doodl_pl.shapes64.dataset import load_split, scene_from_record
-    from doodl_pl.shapes64.train import TextToImageRecipe
+    from doodl_pl.shapes64.dataset import scene_from_record
     from doodl_pl.shapes64.world import caption
 
-    _, records = load_split("train", 8)
-    monkeypatch.setattr(TextToImageRecipe, "records", property(lambda self: records))
-    cfg = yaml.safe_load((CONFIGS / "train_t2i.yaml").read_text())["model"]["init_args"]
-    cfg.update(block_out_channels=[32, 32], attention_levels=[False, True], attention_heads=[1, 2])
-    recipe = TextToImageRecipe(**{**cfg, "caption_dropout": 0.0, "latent_cache": None})
-    recipe.log = lambda *a, **k: None
-    recipe._latents = torch.randn(8, 4, 16, 16).half()
+    recipe, records = _tiny_t2i(monkeypatch, caption_dropout=0.0)
     batch = (None, torch.arange(8))
     params = list(recipe.unet.parameters())
 
