@@ -170,7 +170,7 @@ def save_grid(path: str, images: np.ndarray, rows: int) -> None:
 
 
 @torch.no_grad()
-def part_t2i(out, seeds_per_prompt, n_two, sd_dir=SD, grid=None):
+def part_t2i(out, seeds_per_prompt, n_two, sd_dir=SD, grid=None, seed_base=7_000_000):
     from doodl_pl.backbones import StableDiffusion
     from doodl_pl.shapes64.analysis import find_objects, isolate, relation_of
 
@@ -183,7 +183,7 @@ def part_t2i(out, seeds_per_prompt, n_two, sd_dir=SD, grid=None):
             for _ in range(seeds_per_prompt):
                 prompts.append(f"{'an' if c[0] in 'aeiou' else 'a'} {c} {s}")
                 truth.append((c, s))
-                seeds.append(7_000_000 + len(seeds))
+                seeds.append(seed_base + len(seeds))
     t0 = time.time()
     imgs = generate(sd, prompts, seeds)
     color_ok = shape_ok = 0
@@ -211,6 +211,8 @@ def part_t2i(out, seeds_per_prompt, n_two, sd_dir=SD, grid=None):
     if grid:
         by_shape = sorted(range(n), key=lambda i: named.index(truth[i][1]))
         save_grid(grid, imgs[by_shape], len(named))
+    if n_two == 0:
+        return
     _, records = load_split("eval_two", n_two)
     imgs = generate(sd, [r["caption"] for r in records], [7_500_000 + i for i in range(n_two)])
     full = parts = 0
@@ -243,6 +245,13 @@ def main() -> None:
     p.add_argument("--json", default=None)
     p.add_argument("--sd", default=SD, help="text-to-image pipeline to judge (default: shipped)")
     p.add_argument("--grid", default=None, help="write the one-object t2i images to this PNG")
+    p.add_argument(
+        "--seed-base",
+        type=int,
+        default=7_000_000,
+        help="first one-object seed; 8000000 with --seeds-per-prompt 4 --two 0 is the\n"
+        "'fresh seeds' check that runs are chosen on (docs/shapes64.md)",
+    )
     a = p.parse_args()
     torch.manual_seed(0)
     have = available()
@@ -260,7 +269,7 @@ def main() -> None:
             print(f"{part}: skipped, weights missing: {missing} (bash scripts/train_shapes64.sh)")
             continue
         if part == "t2i":
-            part_t2i(out, a.seeds_per_prompt, a.two, a.sd, a.grid)
+            part_t2i(out, a.seeds_per_prompt, a.two, a.sd, a.grid, a.seed_base)
         else:
             globals()[f"part_{part}"](out, a.n)
     if a.json:
