@@ -22,6 +22,8 @@ from doodl_pl.shapes64 import COLORS, SHAPE_WORD, SHAPES
 from doodl_pl.shapes64.assets import CLIP, EVAL_CLASSIFIER, GUIDE_CLASSIFIER, HEAD, SD, available
 from doodl_pl.shapes64.dataset import load_split
 
+EVAL_SEEDS = 7_000_000  # first one-object seed of the reported t2i figures
+
 
 def ci95(successes: float, n: int) -> str:
     """Wilson 95 % interval of a proportion, as text."""
@@ -170,7 +172,7 @@ def save_grid(path: str, images: np.ndarray, rows: int) -> None:
 
 
 @torch.no_grad()
-def part_t2i(out, seeds_per_prompt, n_two, sd_dir=SD, grid=None, seed_base=7_000_000):
+def part_t2i(out, seeds_per_prompt, n_two, sd_dir=SD, grid=None, seed_base=EVAL_SEEDS):
     from doodl_pl.backbones import StableDiffusion
     from doodl_pl.shapes64.analysis import find_objects, isolate, relation_of
 
@@ -248,7 +250,7 @@ def main() -> None:
     p.add_argument(
         "--seed-base",
         type=int,
-        default=7_000_000,
+        default=EVAL_SEEDS,
         help="first one-object seed; 8000000 with --seeds-per-prompt 4 --two 0 is the\n"
         "'fresh seeds' check that runs are chosen on (docs/shapes64.md)",
     )

@@ -209,7 +209,8 @@ def test_t2i_loss_weights_clamp_the_snr_on_both_sides():
 
 
 def _tiny_t2i(monkeypatch, caption_dropout: float):
-    """A 2-level t2i recipe on 8 training records with random latents, logging off."""
+    """A 2-level t2i recipe on 8 training records with random latents, logging off, and no
+    extra loss term whatever the shipped config turns on (each test sets the one it checks)."""
     from doodl_pl.shapes64.dataset import load_split
     from doodl_pl.shapes64.train import TextToImageRecipe
 
@@ -217,7 +218,8 @@ def _tiny_t2i(monkeypatch, caption_dropout: float):
     monkeypatch.setattr(TextToImageRecipe, "records", property(lambda self: records))
     cfg = yaml.safe_load((CONFIGS / "train_t2i.yaml").read_text())["model"]["init_args"]
     cfg.update(block_out_channels=[32, 32], attention_levels=[False, True], attention_heads=[1, 2])
-    recipe = TextToImageRecipe(**{**cfg, "caption_dropout": caption_dropout, "latent_cache": None})
+    cfg.update(caption_dropout=caption_dropout, latent_cache=None, uncond_distill=None)
+    recipe = TextToImageRecipe(**cfg)
     recipe.log = lambda *a, **k: None
     recipe._latents = torch.randn(8, 4, 16, 16).half()
     return recipe, records
