@@ -23,7 +23,7 @@ class StepMetrics(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         seconds = time.perf_counter() - self._t
-        history = getattr(pl_module, "_history", None)
+        history = getattr(pl_module, "history", None)
         root = Path(pl_module.writer.root)
         name = (
             "metrics.csv" if trainer.world_size == 1 else f"metrics.rank{trainer.global_rank}.csv"

@@ -53,6 +53,24 @@ def parse_sets(values: list[str]) -> dict[str, dict[str, object]]:
     return out
 
 
+def parse_variants(values: list[str]) -> list[tuple[str, str, dict[str, object]]]:
+    """``NAME:METHOD:KEY=VALUE[,KEY=VALUE...]`` → ``[(name, method, {key: value})]``."""
+    out = []
+    for v in values:
+        try:
+            name, method, rest = v.split(":", 2)
+            over = {k: yaml.safe_load(x) for k, x in (kv.split("=", 1) for kv in rest.split(","))}
+        except ValueError:
+            msg = f"--variant {v!r}: expected NAME:METHOD:KEY=VALUE[,KEY=VALUE], e.g. "
+            raise SystemExit(msg + "doodl_bdia:doodl:sampler=bdia,num_inference_steps=20") from None
+        if method not in METHODS:
+            raise SystemExit(f"--variant {v!r}: method must be one of {METHODS}")
+        if name in METHODS:
+            raise SystemExit(f"--variant {v!r}: NAME must differ from the method names {METHODS}")
+        out.append((name, method, over))
+    return out
+
+
 def run_method(app, method, items, run_dir, a, overrides=None) -> Path | None:
     """Generate (or finish) one method's run of ``app``: an ordinary `doodl-pl fit` folder."""
     cfg = method_config(
@@ -145,6 +163,9 @@ def main() -> None:
     p.add_argument("--set", nargs="*", default=[], metavar="METHOD:KEY=VALUE",
                    help="override a method's model.init_args key (dotted), e.g. "
                    "doodl:optimizer.init_args.lr=0.3")  # fmt: skip
+    p.add_argument("--variant", nargs="*", default=[], metavar="NAME:METHOD:KEY=VALUE,...",
+                   help="an extra column: METHOD run again with these model.init_args "
+                   "overrides (on top of --set), e.g. doodl_bdia:doodl:sampler=bdia")  # fmt: skip
     p.add_argument("--tune-lr", nargs="*", type=float, default=[],
                    help="DOODL step sizes λ to try on the tuning split first (items disjoint "
                    "from the evaluation items); the best is used for the evaluation")  # fmt: skip
@@ -159,6 +180,7 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=200, help="bootstrap resamples for FID")
     a = p.parse_args()
     sets = parse_sets(a.set)
+    variants = parse_variants(a.variant)
     out = Path(a.out)
     command = "python scripts/benchmark_shapes64.py " + shlex.join(sys.argv[1:])
     summary = [
@@ -172,6 +194,10 @@ def main() -> None:
         app_dir = out / app
         items = build_items(app, a.n, a.split, app_dir / "items")
         runs = [run_method(app, m, items, app_dir / m, a, app_sets.get(m)) for m in a.methods]
+        runs += [
+            run_method(app, m, items, app_dir / name, a, {**app_sets.get(m, {}), **over})
+            for name, m, over in variants
+        ]
         results, paths = evaluate(evaluator, app_dir, runs, items, f"Shapes-64 {app}")
         grid = side_by_side(
             runs, app_dir / "evaluation" / "grid.png", [r.name for r in runs], max_items=8

@@ -59,6 +59,56 @@ def test_clip_text_loss_reduction_and_ensemble(tiny_assets):
     assert torch.allclose(both(images, ctx()), 0.75 * one, atol=1e-6)
 
 
+def test_min_cut_reaches_the_loss(tiny_assets):
+    """Images no larger than the CLIP input: without ``min_cut`` every cut is the whole image
+    (the loss ignores the seed); with it the loss sees real, seed-dependent cuts whose sides stay
+    within [min_cut·S, S]."""
+    images = torch.rand(1, 3, 16, 16)  # the tiny CLIP's input size
+
+    def value(loss, seed):
+        return float(loss(images, LossContext({"prompt": ["a star"]}, [item_generator(seed, 1)])))
+
+    whole = CLIPTextLoss([clip_spec(tiny_assets)], n_cuts=4)
+    assert value(whole, 0) == value(whole, 1)
+    cut = CLIPTextLoss([clip_spec(tiny_assets)], n_cuts=4, min_cut=0.5)
+    assert value(cut, 0) != value(cut, 1)
+    sides = []
+    real = multi_crop
+
+    def spy(image, n, size, power, gen, min_cut):
+        sides.append(min_cut)
+        return real(image, n, size, power, gen, min_cut)
+
+    import doodl_pl.losses.clip as clip_module
+
+    clip_module.multi_crop = spy
+    try:
+        value(cut, 2)
+    finally:
+        clip_module.multi_crop = real
+    assert sides == [0.5]
+    u = torch.Generator().manual_seed(0)
+    crops = multi_crop(torch.arange(3 * 16 * 16.0).view(3, 16, 16), 32, 16, 0.3, u, 0.5)
+    assert len({float(c[0, 0, 8] - c[0, 0, 7]) for c in crops}) > 1  # cut sides differ
+    for c in crops:  # a side s resized to 16 px steps the ramp by s/16 per pixel, s in [8, 16]
+        step = float(c[0, 0, 8] - c[0, 0, 7])
+        assert 8 / 16 - 1e-4 <= step <= 1 + 1e-4
+
+
+def test_cuts_of_all_items_in_one_batch_match_one_by_one(tiny_assets):
+    loss = CLIPTextLoss([clip_spec(tiny_assets)], n_cuts=3)
+    images = torch.rand(3, 3, 24, 24)
+    prompts = ["a red circle", "a blue square", "a star"]
+    together = loss(
+        images, LossContext({"prompt": prompts}, [item_generator(s, 1) for s in range(3)])
+    )
+    alone = [
+        loss(images[i : i + 1], LossContext({"prompt": [prompts[i]]}, [item_generator(i, 1)]))
+        for i in range(3)
+    ]
+    assert torch.allclose(together, torch.cat(alone), atol=1e-5)
+
+
 def test_clip_text_loss_matches_direct_computation(tiny_assets):
     loss = CLIPTextLoss([clip_spec(tiny_assets)], n_cuts=0)
     images = torch.rand(1, 3, 16, 16)

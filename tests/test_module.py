@@ -6,7 +6,7 @@ from helpers import backbone, fit, items, manifest
 from PIL import Image
 
 from doodl_pl.engines import AutogradEngine
-from doodl_pl.losses import ColorLoss, ImageLoss
+from doodl_pl.losses import ColorLoss, ImageLoss, multi_crop
 from doodl_pl.modules import DoodlModule, LatentBank, VanillaModule
 from doodl_pl.optim import DoodlSGD
 
@@ -79,9 +79,11 @@ def test_toy_loss_falls(tiny_assets, tmp_path):
         tmp_path,
         opt_steps=8,
         optimizer=lambda p: DoodlSGD(p, lr=50.0, clip=0.05, momentum=0.9),
+        keep_best=False,
     )
     rows = fit(module, items(2))
-    for r in rows.values():
+    for r in rows.values():  # the last image against the first, scored alike
+        assert r["output"] == "last" and r["loss_end"] == r["losses"][-1]
         assert r["loss_end"] < 0.9 * r["loss_start"], r["losses"]
 
 
@@ -140,10 +142,52 @@ def test_engines_agree_in_module(tiny_assets, tmp_path):
     assert ra["it0"]["max_drift"] < 1e-5
 
 
-def test_keep_best(tiny_assets, tmp_path):
-    rows = fit(doodl(tiny_assets, tmp_path, keep_best=True, opt_steps=4), items(2))
-    for r in rows.values():
-        assert r["loss_end"] == pytest.approx(min(r["losses"]))
+class Climb(ColorLoss):
+    """The color loss f on one random cut per image (drawn from the item's generator, like CLIP's
+    cuts), but with gradient −∇f: the optimizer makes f worse."""
+
+    def forward(self, images, ctx):
+        cuts = torch.stack(
+            [multi_crop(im, 1, 8, 1.0, ctx.generator(i), 0.3)[0] for i, im in enumerate(images)]
+        )
+        f = super().forward(cuts, ctx)
+        return 2 * f.detach() - f
+
+
+def test_best_iterate_never_worse_than_vanilla(tiny_assets, tmp_path):
+    """On a run where the loss goes up, the default output is the starting (vanilla) image with
+    its own score; the last-iterate option outputs the worse last image. Scores of all iterates
+    are taken with one fixed draw of cuts, so they compare like with like."""
+    opt = dict(optimizer=lambda p: DoodlSGD(p, lr=50.0, clip=0.05, momentum=0.9), opt_steps=4)
+    last = fit(
+        doodl(tiny_assets, tmp_path / "last", loss=Climb(), keep_best=False, **opt), items(2)
+    )
+    best = fit(doodl(tiny_assets, tmp_path / "best", loss=Climb(), **opt), items(2))
+    van = VanillaModule(
+        backbone(tiny_assets), loss=Climb(), num_inference_steps=4,
+        guidance_scale=3.0, output_dir=str(tmp_path / "van"),
+    )  # fmt: skip
+    vanilla = fit(van, items(2))
+    for k in last:
+        lr, br = last[k], best[k]
+        assert len(lr["losses"]) == len(lr["objective"]) + 1 == 5
+        assert lr["losses"] == pytest.approx(br["losses"])  # same run up to the output choice
+        assert lr["loss_end"] == lr["losses"][-1] > 1.05 * lr["loss_start"]
+        # iterate 0 is the vanilla image, scored with the same cuts as vanilla's own run
+        assert lr["output"] == "last" and lr["loss_start"] == pytest.approx(vanilla[k]["loss_end"])
+        assert br["output"] == "best" and br["output_step"] == 0
+        assert br["loss_end"] == br["loss_start"] == min(br["losses"])
+        assert np.abs(png(tmp_path / "best", k) - png(tmp_path / "van", k)).max() <= 1
+        assert np.abs(png(tmp_path / "last", k) - png(tmp_path / "van", k)).max() > 5
+
+
+def test_best_iterate_is_the_last_when_the_loss_falls(tiny_assets, tmp_path):
+    opt = dict(optimizer=lambda p: DoodlSGD(p, lr=50.0, clip=0.05, momentum=0.0), opt_steps=3)
+    rows = fit(doodl(tiny_assets, tmp_path, **opt), items(1))
+    r = rows["it0"]
+    assert r["losses"][-1] < r["losses"][0]
+    assert r["loss_end"] == min(r["losses"])
+    assert r["output_step"] == int(np.argmin(r["losses"]))
 
 
 class NanFor(ImageLoss):

@@ -35,11 +35,11 @@ class _ReversibleFunction(torch.autograd.Function):
 
 
 class ReversibleEngine(GradientEngine):
-    """Checkpoint-free backward for an exactly invertible chain (EDICT).
+    """Checkpoint-free backward for an exactly invertible chain (EDICT, BDIA).
 
     The forward keeps only the initial and final states. The backward walks the chain in
-    reverse; each step's two ε evaluations rebuild its input *and* carry its VJP, so a step costs
-    2 model forwards + 2 VJPs with at most one model graph alive.
+    reverse; each step's ε evaluations rebuild its input *and* carry its VJP, so a step costs
+    2 model forwards + 2 VJPs (EDICT) or 1 + 1 (BDIA) with at most one model graph alive.
 
     Attributes:
         last_drift: ‖rebuilt x_T − x_T‖ / ‖x_T‖ of the latest backward pass (over the whole state).
@@ -58,7 +58,7 @@ class ReversibleEngine(GradientEngine):
     def run(self, chain: ReversibleChain, state: State) -> State:
         if not isinstance(chain, ReversibleChain):
             raise TypeError(
-                f"the reversible engine needs an invertible chain (EDICT), got "
+                f"the reversible engine needs an invertible chain (EDICT or BDIA), got "
                 f"{type(chain).__name__}; use `engine: checkpoint` or `autograd` instead"
             )
         if len(chain) == 0:

@@ -43,19 +43,26 @@ class _ClipEnsembleLoss(ImageLoss):
     def targets(self, model: ClipModel, ctx: LossContext, batch_size: int) -> Tensor:
         raise NotImplementedError
 
+    def cuts(self, image: Tensor, size: int, generator) -> Tensor:
+        """The cuts of one image that the loss scores, resized to ``size``."""
+        if not self.n_cuts:
+            return resize_to(image[None], size)
+        return multi_crop(image, self.n_cuts, size, self.cut_power, generator, self.min_cut)
+
     def forward(self, images: Tensor, ctx: LossContext) -> Tensor:
         total = images.new_zeros(images.shape[0])
         for model in self.models:
             target = self.targets(model, ctx, images.shape[0])
+            # Every item's cuts go through the image tower as one batch.
+            cuts = [
+                self.cuts(image, model.image_size, ctx.generator(i))
+                for i, image in enumerate(images)
+            ]
+            counts = [c.shape[0] for c in cuts]
+            feats = model.encode_image(torch.cat(cuts), resize=False).split(counts)
             per_item = []
-            for i, image in enumerate(images):
-                if self.n_cuts:
-                    cuts = multi_crop(
-                        image, self.n_cuts, model.image_size, self.cut_power, ctx.generator(i)
-                    )
-                else:
-                    cuts = resize_to(image[None], model.image_size)
-                dist = spherical_distance(model.encode_image(cuts, resize=False), target[i][None])
+            for i, f in enumerate(feats):
+                dist = spherical_distance(f, target[i][None])
                 per_item.append(dist.mean() if self.reduction == "mean" else dist.min())
             total = total + model.weight * torch.stack(per_item)
         return total

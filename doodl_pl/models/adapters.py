@@ -22,11 +22,15 @@ class LatentUNetEps(nn.Module):
 
     Args:
         unet: a diffusers ``UNet2DConditionModel`` predicting ε.
+        compile: run the UNet through ``torch.compile`` (the first calls pay for compilation).
     """
 
-    def __init__(self, unet: nn.Module) -> None:
+    def __init__(self, unet: nn.Module, compile: bool = False) -> None:
         super().__init__()
         self.unet = freeze(unet)
+        # Kept out of the module tree so state dicts hold the UNet's weights once.
+        forward = torch.compile(self.unet, dynamic=False) if compile else self.unet
+        object.__setattr__(self, "_forward", forward)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -38,10 +42,10 @@ class LatentUNetEps(nn.Module):
         t = _timestep(t, x.device)
         embeds = cond.embeds.to(device=x.device, dtype=dtype)
         if cond.guidance_scale == 1.0:
-            out = self.unet(h, t, encoder_hidden_states=embeds).sample
+            out = self._forward(h, t, encoder_hidden_states=embeds).sample
             return out.to(x.dtype)
         null = cond.null_embeds.to(device=x.device, dtype=dtype).expand_as(embeds)
-        out = self.unet(
+        out = self._forward(
             torch.cat([h, h]), t, encoder_hidden_states=torch.cat([null, embeds])
         ).sample
         e_null, e_cond = out.chunk(2)

@@ -16,9 +16,12 @@ from ..losses.base import ImageLoss, LossContext
 from ..models.condition import TextCondition
 from ..models.counting import CountingEps
 from ..outputs import OutputWriter
+from ..sampling.bdia import BdiaChain, check_gamma
+from ..sampling.chain import ChainBase
+from ..sampling.ddim import DdimChain
 from ..sampling.edict import EdictChain, check_mix
 from ..sampling.schedule import Schedule
-from ..utils.seeding import STREAM_CROPS, STREAM_ENCODE, item_generator
+from ..utils.seeding import STREAM_CROPS, STREAM_ENCODE, STREAM_SCORE, item_generator
 
 __all__ = ["GenerationModule"]
 
@@ -31,9 +34,12 @@ class GenerationModule(pl.LightningModule):
         loss: one loss or a list, summed with their ``weight``; optional for vanilla generation.
         num_inference_steps: T, the sampling steps.
         guidance_scale: classifier-free guidance scale.
+        sampler: the reversible chain: ``edict`` (two ε evaluations per step) or ``bdia``
+            (BDIA-DDIM, one ε evaluation per step); :class:`VanillaModule` also takes ``ddim``.
         mix: EDICT mixing weight p, in (0, 1].
+        gamma: BDIA's γ (weight of the older latent), in (0, 1].
         strength: fraction of the schedule executed (editing strength), in (0, 1].
-        state_dtype: dtype of the EDICT latent-state arithmetic.
+        state_dtype: dtype of the latent-state arithmetic.
         inversion_prompt: prompt for EDICT-inverting real images; ``None`` uses the item prompt.
         inversion_guidance_scale: CFG scale during inversion.
         encode_sample: encode real images with a posterior sample (seeded) instead of the mean.
@@ -43,6 +49,7 @@ class GenerationModule(pl.LightningModule):
 
     batch_repeats = 1
     method = "generate"
+    samplers: tuple[str, ...] = ("edict", "bdia")
 
     def __init__(
         self,
@@ -50,7 +57,9 @@ class GenerationModule(pl.LightningModule):
         loss: ImageLoss | list[ImageLoss] | None = None,
         num_inference_steps: int = 50,
         guidance_scale: float = 7.5,
+        sampler: str = "edict",
         mix: float = 0.93,
+        gamma: float = 1.0,
         strength: float = 1.0,
         state_dtype: str = "float64",
         inversion_prompt: str | None = "",
@@ -71,6 +80,11 @@ class GenerationModule(pl.LightningModule):
                 raise ValueError(f"`{key}.{name}` must be >= 0, got {value}")
         if not 0 < strength <= 1:
             raise ValueError(f"`{key}.strength` must be in (0, 1], got {strength}")
+        if sampler not in self.samplers:
+            raise ValueError(
+                f"`{key}.sampler` must be one of {', '.join(map(repr, self.samplers))}, "
+                f"got {sampler!r}"
+            )
         if state_dtype not in ("float64", "float32"):
             raise ValueError(
                 f"`{key}.state_dtype` must be 'float64' or 'float32', got {state_dtype!r}"
@@ -81,7 +95,9 @@ class GenerationModule(pl.LightningModule):
         self.eps = CountingEps(backbone.eps_model)
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = float(guidance_scale)
+        self.sampler = sampler
         self.mix = check_mix(mix, f"{key}.mix")
+        self.gamma = check_gamma(gamma, f"{key}.gamma")
         self.strength = strength
         self.state_dtype = getattr(torch, state_dtype)
         self.inversion_prompt = inversion_prompt
@@ -123,8 +139,14 @@ class GenerationModule(pl.LightningModule):
             )
         return self._schedule
 
-    def chain(self, cond: TextCondition) -> EdictChain:
-        return EdictChain(self.eps, self.schedule, cond, self.mix, self.state_dtype)
+    def chain(self, cond: TextCondition, model: Any = None) -> ChainBase:
+        """The configured sampling chain over ``model`` (default: the counted ε model)."""
+        model = self.eps if model is None else model
+        if self.sampler == "bdia":
+            return BdiaChain(model, self.schedule, cond, self.gamma, self.state_dtype)
+        if self.sampler == "ddim":
+            return DdimChain(model, self.schedule, cond, self.state_dtype)
+        return EdictChain(model, self.schedule, cond, self.mix, self.state_dtype)
 
     # -- items → conditioning and initial latents -----------------------------------------------
     def condition(
@@ -150,7 +172,7 @@ class GenerationModule(pl.LightningModule):
 
     @torch.no_grad()
     def invert_images(self, items: list[dict[str, Any]]) -> tuple[Tensor, Tensor]:
-        """Load, VAE-encode and EDICT-invert the items' images → untied (x_T, y_T)."""
+        """Load, VAE-encode and invert the items' images through the chain → untied (x_T, y_T)."""
         size = self.backbone.image_size
         images = torch.stack(
             [load_image(it["image"], size, where=f"item {it['id']!r} `image`") for it in items]
@@ -165,7 +187,10 @@ class GenerationModule(pl.LightningModule):
             for it in items
         ]
         cond = self.condition(items, self.inversion_guidance_scale, prompts)
-        return self.chain(cond).invert(z0, z0)
+        chain = self.chain(cond)
+        if not hasattr(chain, "invert"):  # DDIM cannot invert exactly: edits start from EDICT's
+            chain = EdictChain(self.eps, self.schedule, cond, self.mix, self.state_dtype)
+        return chain.invert(z0)
 
     def initial_latents(self, items: list[dict[str, Any]]) -> tuple[Tensor, Tensor, Tensor]:
         """(x_T, y_T, is_edit) for a batch: seeded noise, or inverted images for edit items."""
@@ -181,9 +206,15 @@ class GenerationModule(pl.LightningModule):
 
     # -- losses -------------------------------------------------------------------------------
     def loss_context(self, items: list[dict[str, Any]], step: int, image: int = 0) -> LossContext:
+        """The context of the optimised loss: cuts drawn anew per (item, step, image)."""
         batch = {k: [it.get(k) for it in items] for k in items[0]} if items else {}
         gens = [item_generator(it["seed"], STREAM_CROPS, step, image) for it in items]
         return LossContext(batch, gens)
+
+    def score_context(self, items: list[dict[str, Any]]) -> LossContext:
+        """The context every method *scores* images with: one fixed draw of cuts per item."""
+        batch = {k: [it.get(k) for it in items] for k in items[0]} if items else {}
+        return LossContext(batch, [item_generator(it["seed"], STREAM_SCORE) for it in items])
 
     def item_losses(self, images: Tensor, ctx: LossContext) -> Tensor:
         """Weighted sum of all losses, per item."""
@@ -193,12 +224,12 @@ class GenerationModule(pl.LightningModule):
         return total
 
     @torch.no_grad()
-    def evaluate(self, latents: Tensor, items, step: int) -> tuple[Tensor, Tensor]:
-        """Decode final latents and score them (no graph)."""
+    def evaluate(self, latents: Tensor, items) -> tuple[Tensor, Tensor]:
+        """Decode final latents and score them with :meth:`score_context` (no graph)."""
         images = self.backbone.decode(latents)
         if not self.losses:
             return images, torch.full((len(items),), float("nan"))
-        return images, self.item_losses(images, self.loss_context(items, step))
+        return images, self.item_losses(images, self.score_context(items))
 
     # -- outputs ------------------------------------------------------------------------------
     def write_item(

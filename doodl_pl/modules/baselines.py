@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from ..models.condition import TextCondition
-from ..sampling.ddim import DdimChain
 from ..utils.seeding import STREAM_CANDIDATE, mix_seed
 from .base import GenerationModule
 
@@ -18,22 +17,17 @@ __all__ = ["BestOfNModule", "GuidedEps", "OneStepGuidanceModule", "VanillaModule
 
 
 class VanillaModule(GenerationModule):
-    """Plain generation (EDICT or DDIM), no guidance; the loss, if given, is only reported.
+    """Plain generation (EDICT, BDIA or DDIM), no guidance; the loss, if given, is only reported.
 
     Args:
-        sampler: ``edict`` or ``ddim``.
-        **kwargs: see :class:`GenerationModule`.
+        **kwargs: see :class:`GenerationModule`; ``sampler`` may also be ``ddim`` here.
     """
 
     method = "vanilla"
+    samplers = ("edict", "bdia", "ddim")
 
-    def __init__(self, *args: Any, sampler: Literal["edict", "ddim"] = "edict", **kwargs: Any):
+    def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        if sampler not in ("edict", "ddim"):
-            raise ValueError(
-                f"`model.init_args.sampler` must be 'edict' or 'ddim', got {sampler!r}"
-            )
-        self.sampler = sampler
         self.automatic_optimization = False
 
     def configure_optimizers(self):
@@ -41,19 +35,17 @@ class VanillaModule(GenerationModule):
 
     @torch.no_grad()
     def generate(self, x: Tensor, y: Tensor, cond: TextCondition, eps=None) -> Tensor:
-        model = eps or self.eps
+        chain = self.chain(cond, eps)
         if self.sampler == "ddim":
-            return DdimChain(model, self.schedule, cond, self.state_dtype).sample(x)
-        chain = self.chain(cond)
-        chain.model = model
-        return chain.sample(x, y)[0]
+            return chain.sample(x)
+        return chain.outputs(chain.sample(x, y))[0]
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         items = batch["items"]
         x, y, _ = self.initial_latents(items)
         cond = self.condition(items)
         x0 = self.generate(x, y, cond, self.guided_eps(items))
-        images, losses = self.evaluate(x0, items, 0)
+        images, losses = self.evaluate(x0, items)
         self.write_batch(batch, images, losses, [[float(v)] for v in losses])
 
     def guided_eps(self, items):
@@ -138,9 +130,10 @@ class BestOfNModule(VanillaModule):
     """Generate N candidates per item from derived seeds and keep the lowest-loss one.
 
     Candidate 0 uses the item's own seed (so it equals the vanilla image); candidate j > 0 uses
-    a seed derived from (seed, j). By default N matches DOODL's UNet calls per item: DOODL with
-    m steps costs 2T forwards + 2T forwards + 2T VJPs per step (reversible engine) plus a final
-    2T generation, i.e. (6m + 2)·T calls; a candidate costs 2T, so N = 3m + 1.
+    a seed derived from (seed, j). By default N matches the UNet calls per item of DOODL on the
+    same sampler: with EDICT, m steps cost 2T forwards + 2T forwards + 2T VJPs each (reversible
+    engine) plus a final 2T generation, i.e. (6m + 2)·T calls, and a candidate costs 2T; with
+    BDIA every term halves. Either way N = 3m + 1.
 
     Args:
         n_candidates: N; ``None`` derives it from ``match_opt_steps``.
@@ -187,7 +180,7 @@ class BestOfNModule(VanillaModule):
                     self.device, self.state_dtype
                 )
                 x0 = self.generate(x, x.clone(), self.condition(cands))
-                images, losses = self.evaluate(x0, [item] * len(js), 0)
+                images, losses = self.evaluate(x0, [item] * len(js))
                 for k, j in enumerate(js):
                     value = float(losses[k])
                     history[i].append(value)

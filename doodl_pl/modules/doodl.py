@@ -1,4 +1,4 @@
-"""DOODL: optimise each item's initial EDICT pair through the whole sampling chain."""
+"""DOODL: optimise each item's initial latent pair through the whole sampling chain."""
 
 from __future__ import annotations
 
@@ -55,10 +55,15 @@ class LatentBank(nn.Module):
 class DoodlModule(GenerationModule):
     """Direct Optimization Of Diffusion Latents (Wallace et al. 2023).
 
-    One ``training_step`` is one optimisation step for the current batch of items: EDICT
-    sampling with the configured engine, VAE decode of both x_0 and y_0, the loss summed over
-    both images, and the optimizer's update of (x_T, y_T). Perturbation, tying and
+    One ``training_step`` is one optimisation step for the current batch of items: sampling
+    with the configured chain (EDICT or BDIA) and engine, VAE decode of the chain's final
+    images (EDICT's x_0 and y_0, BDIA's z_0), the loss summed over them (the *objective*, with
+    cuts redrawn each step), and the optimizer's update of (x_T, y_T). Perturbation, tying and
     renormalisation run as callbacks right after the update.
+
+    Every iterate's main image is also *scored* the way the final image is: the same loss with
+    one fixed draw of cuts per item. ``history`` holds these scores (iterate 0 is the vanilla
+    image), so they compare like with like, and the best one is what ``keep_best`` outputs.
 
     Args:
         engine: gradient engine (default ``ReversibleEngine``).
@@ -67,8 +72,16 @@ class DoodlModule(GenerationModule):
         tie: average x and y gradients and latents (generation only; never for edits).
         perturb_std: std of the Gaussian perturbation after each update (0 disables).
         renormalize: renormalise each latent to its initial norm (generation only).
-        keep_best: output the lowest-loss iterate instead of the last.
+        keep_best: output the iterate with the lowest score, the starting image included, so
+            the output is never worse than vanilla under the loss; ``false`` outputs the last
+            iterate, as the paper does.
         **kwargs: see :class:`GenerationModule`.
+
+    Attributes:
+        history: per item of the current batch, the score of every iterate so far.
+        objective: per item, the optimised objective at every step so far.
+        last_images: the current batch's main images at the latest step ``(n, 3, H, W)``.
+        final_images: the current batch's final images, once it finished.
     """
 
     method = "doodl"
@@ -82,7 +95,7 @@ class DoodlModule(GenerationModule):
         tie: bool = True,
         perturb_std: float = 1e-4,
         renormalize: bool = True,
-        keep_best: bool = False,
+        keep_best: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -99,6 +112,10 @@ class DoodlModule(GenerationModule):
         self.keep_best = keep_best
         self.batch_repeats = opt_steps
         self.latents: LatentBank | None = None
+        self.history: list[list[float]] = []
+        self.objective: list[list[float]] = []
+        self.last_images: Tensor | None = None
+        self.final_images: Tensor | None = None
         # Per-rank latents are private: DDP must neither broadcast nor average them.
         self._ddp_params_and_buffers_to_ignore = ["latents.x", "latents.y"]
         # DDP refuses a module without trainable parameters; this one only keeps ranks in step.
@@ -135,9 +152,10 @@ class DoodlModule(GenerationModule):
                     [tie, tie.new_zeros(self.latents.x.shape[0] - len(items))]
                 )
         self._cond = self.condition(items)
-        self._history: list[list[float]] = [[] for _ in items]
+        self.history = [[] for _ in items]
+        self.objective = [[] for _ in items]
         self._failed: list[str | None] = [None] * len(items)
-        self._best = [(math.inf, None) for _ in items]
+        self._best: list[tuple[float, int, Tensor | None]] = [(math.inf, -1, None) for _ in items]
         self._drift: list[float] = []
         self._step_seconds: list[float] = []
 
@@ -149,28 +167,36 @@ class DoodlModule(GenerationModule):
         self.latents.step = step
         n = len(items)
         x, y = self.latents.live()
-        x0, y0 = self.engine(self.chain(self._cond), (x, y))
-        images = self.backbone.decode(torch.cat([x0, y0]))
+        chain = self.chain(self._cond)
+        outs = chain.outputs(self.engine(chain, (x, y)))
+        images = self.backbone.decode(torch.cat(outs))
         per_image = [
             self.item_losses(images[k * n : (k + 1) * n], self.loss_context(items, step, k))
-            for k in range(2)
+            for k in range(len(outs))
         ]
-        per_item = per_image[0] + per_image[1]
+        per_item = sum(per_image[1:], per_image[0])
+        main = images[:n].detach()
+        with torch.no_grad():
+            scores = self.item_losses(main, self.score_context(items))
         ok = torch.isfinite(per_item)
         for i in range(n):
-            value = float(per_item[i])
-            self._history[i].append(value)
+            value, score = float(per_item[i]), float(scores[i])
+            self.objective[i].append(value)
+            self.history[i].append(score)
             if not math.isfinite(value) and self._failed[i] is None:
                 self._failed[i] = f"non-finite loss ({value}) at optimisation step {step}"
-            if self.keep_best and math.isfinite(value) and value < self._best[i][0]:
-                self._best[i] = (value, (x[i].detach().clone(), y[i].detach().clone()))
-        self.last_images = images[:n].detach()
+            self._remember(i, score, step, main[i])
+        self.last_images = main
         self._ok = ok
         loss = torch.where(ok, per_item, torch.zeros_like(per_item)).sum()
         if ok.any():
             self.log("train/loss", per_item[ok].mean(), prog_bar=True, batch_size=n)
         self._step_seconds.append(time.perf_counter() - t0)
         return loss + 0.0 * self.ddp_anchor
+
+    def _remember(self, i: int, score: float, step: int, image: Tensor) -> None:
+        if self.keep_best and math.isfinite(score) and score < self._best[i][0]:
+            self._best[i] = (score, step, image.clone())
 
     def on_after_backward(self) -> None:
         """Zero the gradient rows of items whose loss or gradient is not finite and mark them
@@ -198,28 +224,31 @@ class DoodlModule(GenerationModule):
     def _finish(self, batch: dict[str, Any]) -> None:
         items, pads = batch["items"], batch["pad"]
         x, y = self.latents.live()
-        x0, _ = self.chain(self._cond).sample(x, y)
-        images, final = self.evaluate(x0, items, self.opt_steps)
+        chain = self.chain(self._cond)
+        x0 = chain.outputs(chain.sample(x, y))[0]
+        images, final = self.evaluate(x0, items)
         calls, vjps = self.eps.reset()
         wall = time.perf_counter() - self._t0
         for i, item in enumerate(items):
             if pads[i]:
                 continue
-            image, end = images[i], float(final[i])
-            chosen = "last"
-            if self.keep_best and self._best[i][1] is not None and self._best[i][0] < end:
-                bx, by = self._best[i][1]
-                bx0, _ = self.chain(self._cond.select(slice(i, i + 1))).sample(bx[None], by[None])
-                image, end, chosen = self.backbone.decode(bx0)[0], self._best[i][0], "best"
+            self.history[i].append(float(final[i]))
+            self._remember(i, float(final[i]), self.opt_steps, images[i])
+            image, end, chosen, at = images[i], float(final[i]), "last", self.opt_steps
+            if self.keep_best and self._best[i][2] is not None:
+                end, at, image = self._best[i]
+                chosen = "last" if at == self.opt_steps else "best"
             failed = self._failed[i] or (
                 None if math.isfinite(end) else f"non-finite final loss ({end})"
             )
             record = {
                 "status": "failed" if failed else "ok",
-                "loss_start": self._history[i][0],
+                "loss_start": self.history[i][0],
                 "loss_end": end,
-                "losses": self._history[i] + [float(final[i])],
+                "losses": self.history[i],
+                "objective": self.objective[i],
                 "output": chosen,
+                "output_step": at,
                 "opt_steps": self.opt_steps,
                 "wall_s": wall / max(1, len(items)),
                 "batch_wall_s": wall,

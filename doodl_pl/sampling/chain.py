@@ -24,6 +24,10 @@ class Chain(Protocol):
 
     def step(self, k: int, state: State) -> State: ...
 
+    def outputs(self, state: State) -> State:
+        """The entries of a final state that are clean latents (images), the main one first."""
+        ...
+
 
 @runtime_checkable
 class ReversibleChain(Chain, Protocol):
@@ -70,5 +74,17 @@ class ChainBase:
             return tuple(state)
         return tuple(s.to(self.state_dtype) for s in state)
 
+    def outputs(self, state: State) -> State:
+        """The entries of a final state that are clean latents (images): all of them here."""
+        return tuple(state)
+
     def _eps(self, z: Tensor, k: int) -> Tensor:
         return self.model.eps(z, self.schedule.timesteps[k], self.cond)
+
+    def _eps_vjp(self, z: Tensor, k: int, grad: Tensor) -> tuple[Tensor, Tensor]:
+        """ε(z) and its VJP with ``grad``, from one graph that is freed on return."""
+        with torch.enable_grad():
+            z = z.detach().requires_grad_(True)
+            e = self._eps(z, k)
+            (g,) = torch.autograd.grad(e, z, grad_outputs=grad)
+        return e.detach(), g

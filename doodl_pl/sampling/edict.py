@@ -65,14 +65,6 @@ class EdictChain(ChainBase):
         super().__init__(model, schedule, cond, state_dtype)
         self.mix = check_mix(mix)
 
-    def _eps_vjp(self, z: Tensor, k: int, grad: Tensor) -> tuple[Tensor, Tensor]:
-        """ε(z) and its VJP with ``grad``, from one graph that is freed on return."""
-        with torch.enable_grad():
-            z = z.detach().requires_grad_(True)
-            e = self._eps(z, k)
-            (g,) = torch.autograd.grad(e, z, grad_outputs=grad)
-        return e.detach(), g
-
     # -- forward ------------------------------------------------------------------------------
     def step(self, k: int, state: State) -> State:
         x, y = state

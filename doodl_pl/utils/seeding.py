@@ -9,6 +9,7 @@ __all__ = [
     "STREAM_CROPS",
     "STREAM_ENCODE",
     "STREAM_PERTURB",
+    "STREAM_SCORE",
     "item_generator",
     "mix_seed",
 ]
@@ -16,8 +17,9 @@ __all__ = [
 _MASK = (1 << 64) - 1
 
 # Independent random streams per item; distinct ids keep crops, perturbations, posterior samples
-# and best-of-N candidates from ever sharing draws.
-STREAM_CROPS, STREAM_PERTURB, STREAM_ENCODE, STREAM_CANDIDATE = 1, 2, 3, 4
+# and best-of-N candidates from ever sharing draws. STREAM_SCORE is the one fixed draw of cuts
+# that every method scores its images with, so their losses compare like with like.
+STREAM_CROPS, STREAM_PERTURB, STREAM_ENCODE, STREAM_CANDIDATE, STREAM_SCORE = 1, 2, 3, 4, 5
 
 
 def mix_seed(*parts: int) -> int:

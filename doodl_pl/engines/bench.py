@@ -1,0 +1,170 @@
+"""Time, memory and gradient accuracy of the gradient engines on EDICT and BDIA chains.
+
+One row per (sampler, engine, T). ``step_s`` is one optimisation step (forward + backward to the
+initial pair), ``generate_s`` one no-grad generation: EDICT's own for EDICT rows, plain DDIM's for
+BDIA rows (the one-evaluation baseline BDIA is measured against). Repeats are interleaved (one
+generation, then every engine, then the next repeat) and each ratio is the median of per-repeat
+ratios, so a machine that slows down for a while slows numerator and denominator alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..sampling.bdia import BdiaChain
+from ..sampling.ddim import DdimChain
+from ..sampling.edict import EdictChain
+from ..sampling.schedule import Schedule, official_edict_scheduler
+from ..utils.memory import SavedTensorMeter
+from . import make_engine
+
+__all__ = ["BenchSetup", "bench_engines", "format_table"]
+
+
+@dataclass
+class BenchSetup:
+    """What every row runs on: an ε model, its conditioning and the initial latents."""
+
+    model: Any
+    cond: Any
+    x_T: Tensor
+    state_dtype: torch.dtype = torch.float64
+    gamma: float = 1.0
+    mix: float = 0.93
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _chains(setup: BenchSetup, sampler: str, steps: int):
+    schedule = Schedule.from_scheduler(official_edict_scheduler(), steps)
+    if sampler == "bdia":
+        chain = BdiaChain(setup.model, schedule, setup.cond, setup.gamma, setup.state_dtype)
+        return chain, DdimChain(setup.model, schedule, setup.cond, setup.state_dtype)
+    chain = EdictChain(setup.model, schedule, setup.cond, setup.mix, setup.state_dtype)
+    return chain, chain
+
+
+def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return time.perf_counter() - t0, out
+
+
+def bench_engines(
+    setup: BenchSetup,
+    samplers: Iterable[str] = ("edict", "bdia"),
+    engines: Iterable[str] = ("reversible", "checkpoint", "autograd"),
+    steps: Iterable[int] = (10, 25, 50),
+    repeat: int = 5,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Measure every (sampler, engine, T); returns rows in the ``--json`` format."""
+    device = setup.x_T.device
+    g = torch.Generator().manual_seed(1)
+    target = torch.randn(setup.x_T.shape, generator=g).to(device)
+    engines = list(engines)
+    rows = []
+    for sampler in samplers:
+        for T in steps:
+            chain, gen_chain = _chains(setup, sampler, T)
+            gen_s, step_s = [], {e: [] for e in engines}
+            peak, grad = {}, {}
+            for _ in range(repeat):
+                gen_s.append(_timed(lambda c=gen_chain: c.sample(setup.x_T), device)[0])
+                for name in engines:
+                    try:
+                        seconds, (p, gr) = _timed(
+                            lambda n=name, c=chain: _one_step(n, c, setup.x_T, target), device
+                        )
+                    except torch.OutOfMemoryError:
+                        torch.cuda.empty_cache()
+                        step_s[name].append(None)
+                        continue
+                    step_s[name].append(seconds)
+                    peak[name], grad[name] = p, gr
+            ref = grad.get("autograd")
+            for name in engines:
+                times = step_s[name]
+                ok = [s for s in times if s is not None]
+                row = dict(
+                    engine=name,
+                    sampler=sampler,
+                    T=T,
+                    step_s=statistics.median(ok) if ok else None,
+                    generate_s=statistics.median(gen_s),
+                    ratio=(
+                        statistics.median(s / q for s, q in zip(times, gen_s, strict=True))
+                        if len(ok) == len(times)
+                        else None
+                    ),
+                    peak_mem_mb=peak.get(name),
+                    grad_cos_vs_autograd=(
+                        None
+                        if ref is None or name not in grad
+                        else float(torch.nn.functional.cosine_similarity(grad[name], ref, dim=0))
+                    ),
+                )
+                if name == "reversible" and "checkpoint" in step_s and ok:
+                    pairs = [
+                        r / c
+                        for r, c in zip(times, step_s["checkpoint"], strict=True)
+                        if r is not None and c is not None
+                    ]
+                    row["vs_checkpoint"] = statistics.median(pairs) if pairs else None
+                rows.append(row)
+                if progress:
+                    progress(format_table([row], header=False))
+    return rows
+
+
+def _one_step(name: str, chain, x_T: Tensor, target: Tensor) -> tuple[float, Tensor]:
+    """One forward + backward; returns (peak MB held for backward, gradient on x_T)."""
+    engine = make_engine(name)
+    x = x_T.clone().requires_grad_(True)
+    cuda = x.device.type == "cuda"
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    meter = contextlib.nullcontext() if cuda else SavedTensorMeter()
+    with meter:
+        state = chain.outputs(engine(chain, (x, x)))
+        loss = sum(((z - target) ** 2).mean() for z in state)
+        loss.backward()
+    peak = (torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else meter.peak_mb
+    return peak, x.grad.detach().double().flatten()
+
+
+def format_table(rows: list[dict[str, Any]], header: bool = True) -> str:
+    """Rows as the fixed-width table ``scripts/bench_engines.py`` prints."""
+
+    def fmt(v, f):
+        return "n/a" if v is None else format(v, f)
+
+    lines = []
+    if header:
+        lines.append(
+            f"{'sampler':<8}{'engine':<11}{'T':>4}{'step_s':>10}{'generate_s':>12}{'ratio':>8}"
+            f"{'vs_ckpt':>9}{'peak_mem_mb':>13}{'cos_vs_ag':>11}"
+        )
+    for r in rows:
+        lines.append(
+            f"{r['sampler']:<8}{r['engine']:<11}{r['T']:>4}{fmt(r['step_s'], '.4f'):>10}"
+            f"{fmt(r['generate_s'], '.4f'):>12}{fmt(r['ratio'], '.2f'):>8}"
+            f"{fmt(r.get('vs_checkpoint'), '.2f'):>9}"
+            f"{fmt(r['peak_mem_mb'], '.2f'):>13}{fmt(r['grad_cos_vs_autograd'], '.6f'):>11}"
+        )
+    return "\n".join(lines)
