@@ -5,17 +5,24 @@
 # peak memory at T = 10 and T = 50. Writes $OUT/gpu_bench.json (and the printed table).
 #   device run:  bash scripts/gpu_bench.sh            (OUT is set by the device tool)
 #   CPU dry run: OUT=/tmp/gb DEVICE=cpu SMALL=1 bash scripts/gpu_bench.sh
+# It needs torch and diffusers only. The lent H200's image has torch but not diffusers: before the
+# run, `pip download diffusers --no-deps -d .whl` here and name `.whl` in the device run's carry;
+# the script installs what it finds there.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_bench}
 PY=${PY:-python3}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+export PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 if [ -n "${SMALL:-}" ]; then
   model=() dtypes=(float32)
 else
   model=(--sd15) dtypes=(float16 bfloat16)
 fi
-$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+if ! $PY -c "import diffusers" 2>/dev/null && [ -d .whl ]; then
+  $PY -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
+$PY -c "import torch, diffusers; print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'cuda', torch.cuda.is_available())"
 timeout "${LIMIT:-420}" $PY scripts/bench_engines.py "${model[@]}" --device "${DEVICE:-cuda}" \
   --dtype "${dtypes[@]}" --samplers edict bdia --engines reversible checkpoint \
   --steps 10 50 --repeat "${REPEAT:-2}" --out "$OUT/gpu_bench.json" 2>&1 | tee "$OUT/gpu_bench.txt"

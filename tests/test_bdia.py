@@ -229,3 +229,30 @@ def test_sampler_validation(tiny_assets, tmp_path):
         DoodlModule(sd, loss=ColorLoss(), sampler="ddim")
     with pytest.raises(ValueError, match=r"`model.init_args.gamma` must be in \(0, 1\]"):
         DoodlModule(sd, loss=ColorLoss(), sampler="bdia", gamma=0)
+
+
+def test_engine_bench_rows(unet32):
+    """The benchmark's row format (kept from before BDIA, plus ``sampler``), with both chains."""
+    from doodl_pl.engines.bench import BenchSetup, bench_engines, format_table, round_trip_drift
+
+    setup = BenchSetup(unet32, cond(1, torch.float32), latents(1, 0, torch.float32))
+    rows = bench_engines(setup, steps=[3], repeat=1, engines=["reversible", "autograd"])
+    assert [(r["sampler"], r["engine"]) for r in rows] == [
+        ("edict", "reversible"), ("edict", "autograd"), ("bdia", "reversible"), ("bdia", "autograd")
+    ]  # fmt: skip
+    keys = {"engine", "T", "step_s", "generate_s", "ratio", "peak_mem_mb", "grad_cos_vs_autograd"}
+    for r in rows:
+        assert keys <= set(r) and r["T"] == 3 and r["step_s"] > 0
+        assert r["grad_cos_vs_autograd"] > 0.9999
+    assert "bdia    reversible" in format_table(rows)
+    chain = BdiaChain(unet32, make_schedule(5), cond(1, torch.float32), state_dtype=torch.float64)
+    assert round_trip_drift(chain, latents(1, 0, torch.float32)) < 1e-10
+
+
+def test_compiled_adapter_keeps_one_copy_of_the_weights():
+    from doodl_pl.models import LatentUNetEps
+    from doodl_pl.testing import tiny_unet
+
+    unet = tiny_unet()
+    plain, compiled = LatentUNetEps(unet).state_dict(), LatentUNetEps(unet, compile=True)
+    assert list(compiled.state_dict()) == list(plain) and compiled._forward is not unet

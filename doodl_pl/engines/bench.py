@@ -26,7 +26,7 @@ from ..sampling.schedule import Schedule, official_edict_scheduler
 from ..utils.memory import SavedTensorMeter
 from . import make_engine
 
-__all__ = ["BenchSetup", "bench_engines", "format_table"]
+__all__ = ["BenchSetup", "bench_engines", "drift_table", "format_table", "round_trip_drift"]
 
 
 @dataclass
@@ -70,8 +70,10 @@ def bench_engines(
     steps: Iterable[int] = (10, 25, 50),
     repeat: int = 5,
     progress: Callable[[str], None] | None = None,
+    warmup: bool = True,
 ) -> list[dict[str, Any]]:
-    """Measure every (sampler, engine, T); returns rows in the ``--json`` format."""
+    """Measure every (sampler, engine, T) after one untimed warm-up run of each; returns rows in
+    the ``--json`` format."""
     device = setup.x_T.device
     g = torch.Generator().manual_seed(1)
     target = torch.randn(setup.x_T.shape, generator=g).to(device)
@@ -82,6 +84,10 @@ def bench_engines(
             chain, gen_chain = _chains(setup, sampler, T)
             gen_s, step_s = [], {e: [] for e in engines}
             peak, grad = {}, {}
+            if warmup:  # untimed: allocator, caches and any torch.compile graphs
+                gen_chain.sample(setup.x_T)
+                for name in engines:
+                    _one_step(name, chain, setup.x_T, target)
             for _ in range(repeat):
                 gen_s.append(_timed(lambda c=gen_chain: c.sample(setup.x_T), device)[0])
                 for name in engines:
@@ -168,3 +174,43 @@ def format_table(rows: list[dict[str, Any]], header: bool = True) -> str:
             f"{fmt(r['peak_mem_mb'], '.2f'):>13}{fmt(r['grad_cos_vs_autograd'], '.6f'):>11}"
         )
     return "\n".join(lines)
+
+
+def round_trip_drift(chain, x: Tensor, y: Tensor | None = None) -> float:
+    """‖invert(sample(x, y)) − (x, y)‖ / ‖(x, y)‖ over the whole initial state."""
+    y = x if y is None else y
+    rebuilt = chain.invert(*chain.sample(x, y))
+    start = chain.prepare((x, y))
+    num = sum(float(torch.sum((r - s).double() ** 2)) for r, s in zip(rebuilt, start, strict=True))
+    den = sum(float(torch.sum(s.double() ** 2)) for s in start)
+    return (num / den) ** 0.5
+
+
+def drift_table(
+    model_for: Callable[[torch.dtype], Any],
+    cond_for: Callable[[torch.dtype], Any],
+    x_T: Tensor,
+    steps: Iterable[int] = (10, 20, 50),
+    gammas: Iterable[float] = (0.5, 0.8, 0.9, 0.95, 1.0),
+    dtypes: Iterable[torch.dtype] = (torch.float64, torch.float32),
+    mix: float = 0.93,
+) -> list[dict[str, Any]]:
+    """Round-trip drift of BDIA for each γ (and of EDICT at ``mix``), model and state in each
+    dtype, for each T."""
+    rows = []
+    for dtype in dtypes:
+        model, cond, x = model_for(dtype), cond_for(dtype), x_T.to(dtype)
+        for T in steps:
+            schedule = Schedule.from_scheduler(official_edict_scheduler(), T)
+            for gamma in gammas:
+                chain = BdiaChain(model, schedule, cond, gamma, dtype)
+                rows.append(
+                    dict(sampler="bdia", gamma=gamma, T=T, dtype=str(dtype).split(".")[-1],
+                         drift=round_trip_drift(chain, x))
+                )  # fmt: skip
+            chain = EdictChain(model, schedule, cond, mix, dtype)
+            rows.append(
+                dict(sampler="edict", mix=mix, T=T, dtype=str(dtype).split(".")[-1],
+                     drift=round_trip_drift(chain, x))
+            )  # fmt: skip
+    return rows
