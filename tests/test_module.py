@@ -278,3 +278,33 @@ def test_best_of_n_costs_what_doodl_costs_per_item(tiny_assets, tmp_path):
     for rows in (d, b):
         assert {r["unet_calls"] for r in rows.values()} == {expected}
     assert {r["unet_calls"] for r in v.values()} == {2 * T}
+
+
+def test_best_of_k_start_is_best_of_n_then_optimised(tiny_assets, tmp_path):
+    """``init_candidates: k`` starts from the candidate best-of-N(k) would pick (same seeds, same
+    scores), costs k generations more, and the optimised output is never worse than that start."""
+    from doodl_pl.modules import BestOfNModule
+
+    T, m, k = 4, 2, 5
+    kw = dict(num_inference_steps=T, guidance_scale=3.0, loss=ColorLoss((0.0, 0.0, 1.0)))
+    its = items(3)
+    best = fit(
+        BestOfNModule(backbone(tiny_assets), n_candidates=k, output_dir=str(tmp_path / "b"), **kw),
+        its,
+    )
+    rows = fit(
+        DoodlModule(
+            backbone(tiny_assets), opt_steps=m, init_candidates=k, output_dir=str(tmp_path / "d"),
+            **kw,
+        ),
+        its,
+        batch_size=3,
+    )  # fmt: skip
+    assert {b["chosen_candidate"] for b in best.values()} != {0}  # the choice matters here
+    for key, r in rows.items():
+        assert r["init_seed"] == best[key]["chosen_seed"]
+        assert r["loss_start"] == pytest.approx(best[key]["loss_end"], rel=1e-5)
+        assert r["loss_end"] <= r["loss_start"]
+        assert r["unet_calls"] == (6 * m + 2) * T + 2 * T * k
+    with pytest.raises(ValueError, match="`model.init_args.init_candidates` must be >= 1, got 0"):
+        DoodlModule(backbone(tiny_assets), init_candidates=0, **kw)

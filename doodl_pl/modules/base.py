@@ -21,7 +21,14 @@ from ..sampling.chain import ChainBase
 from ..sampling.ddim import DdimChain
 from ..sampling.edict import EdictChain, check_mix
 from ..sampling.schedule import Schedule
-from ..utils.seeding import STREAM_CROPS, STREAM_ENCODE, STREAM_SCORE, item_generator
+from ..utils.seeding import (
+    STREAM_CANDIDATE,
+    STREAM_CROPS,
+    STREAM_ENCODE,
+    STREAM_SCORE,
+    item_generator,
+    mix_seed,
+)
 
 __all__ = ["GenerationModule"]
 
@@ -169,6 +176,10 @@ class GenerationModule(pl.LightningModule):
             else item_generator(seed, *stream)
         )
         return torch.randn(self.backbone.latent_shape(), generator=g)
+
+    def candidate_seed(self, seed: int, j: int) -> int:
+        """Seed of an item's candidate ``j``: the item's own for j = 0, then derived ones."""
+        return int(seed) if j == 0 else mix_seed(seed, STREAM_CANDIDATE, j)
 
     @torch.no_grad()
     def invert_images(self, items: list[dict[str, Any]]) -> tuple[Tensor, Tensor]:

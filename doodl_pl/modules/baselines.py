@@ -10,7 +10,6 @@ import torch
 from torch import Tensor
 
 from ..models.condition import TextCondition
-from ..utils.seeding import STREAM_CANDIDATE, mix_seed
 from .base import GenerationModule
 
 __all__ = ["BestOfNModule", "GuidedEps", "OneStepGuidanceModule", "VanillaModule"]
@@ -161,9 +160,6 @@ class BestOfNModule(VanillaModule):
         if n < 1:
             raise ValueError(f"`model.init_args.n_candidates` must be >= 1, got {n}")
         self.n_candidates, self.candidate_batch = n, max(1, candidate_batch)
-
-    def candidate_seed(self, seed: int, j: int) -> int:
-        return int(seed) if j == 0 else mix_seed(seed, STREAM_CANDIDATE, j)
 
     @torch.no_grad()
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:

@@ -72,6 +72,10 @@ class DoodlModule(GenerationModule):
         tie: average x and y gradients and latents (generation only; never for edits).
         perturb_std: std of the Gaussian perturbation after each update (0 disables).
         renormalize: renormalise each latent to its initial norm (generation only).
+        init_candidates: k, the best-of-k start: each generated item first samples k candidates
+            (the item's seed and k − 1 derived ones, as best-of-N does), scores them and
+            optimises from the best one; 1 starts from the item's own noise. Costs k
+            generations per item; edits always start from their inversion.
         keep_best: output the iterate with the lowest score, the starting image included, so
             the output is never worse than vanilla under the loss; ``false`` outputs the last
             iterate, as the paper does.
@@ -95,12 +99,17 @@ class DoodlModule(GenerationModule):
         tie: bool = True,
         perturb_std: float = 1e-4,
         renormalize: bool = True,
+        init_candidates: int = 1,
         keep_best: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         if opt_steps < 1:
             raise ValueError(f"`model.init_args.opt_steps` must be >= 1, got {opt_steps}")
+        if init_candidates < 1:
+            raise ValueError(
+                f"`model.init_args.init_candidates` must be >= 1, got {init_candidates}"
+            )
         if perturb_std < 0:
             raise ValueError(f"`model.init_args.perturb_std` must be >= 0, got {perturb_std}")
         if not self.losses:
@@ -110,6 +119,8 @@ class DoodlModule(GenerationModule):
         self.opt_steps = opt_steps
         self.tie, self.perturb_std, self.renormalize = tie, perturb_std, renormalize
         self.keep_best = keep_best
+        self.init_candidates = init_candidates
+        self.start_candidates: list[int] = []
         self.batch_repeats = opt_steps
         self.latents: LatentBank | None = None
         self.history: list[list[float]] = []
@@ -139,8 +150,25 @@ class DoodlModule(GenerationModule):
         return [PerturbLatents(self.perturb_std), TieLatents(), RenormalizeLatents()]
 
     # -- one batch ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def best_of_k_start(self, items: list[dict[str, Any]], x: Tensor, y: Tensor, edit: Tensor):
+        """Replace each generated item's (x_T, y_T) by its best of ``init_candidates`` noises."""
+        chosen = [0] * len(items)
+        k = self.init_candidates
+        for i, item in enumerate(items):
+            if k == 1 or bool(edit[i]):
+                continue
+            seeds = [self.candidate_seed(item["seed"], j) for j in range(k)]
+            noise = torch.stack([self.noise(s) for s in seeds]).to(self.device, self.state_dtype)
+            chain = self.chain(self.condition([item] * k))
+            _, scores = self.evaluate(chain.outputs(chain.sample(noise, noise))[0], [item] * k)
+            chosen[i] = int(torch.nan_to_num(scores, nan=math.inf).argmin())
+            x[i], y[i] = noise[chosen[i]], noise[chosen[i]]
+        return x, y, chosen
+
     def _begin(self, items: list[dict[str, Any]]) -> None:
         x, y, edit = self.initial_latents(items)
+        x, y, self.start_candidates = self.best_of_k_start(items, x, y, edit)
         tie = (~edit) & self.tie
         renorm = (~edit) & self.renormalize
         self.latents.load(x, y, tie, renorm, [it["seed"] for it in items])
@@ -249,6 +277,8 @@ class DoodlModule(GenerationModule):
                 "objective": self.objective[i],
                 "output": chosen,
                 "output_step": at,
+                "init_candidates": self.init_candidates,
+                "init_seed": self.candidate_seed(item["seed"], self.start_candidates[i]),
                 "opt_steps": self.opt_steps,
                 "wall_s": wall / max(1, len(items)),
                 "batch_wall_s": wall,

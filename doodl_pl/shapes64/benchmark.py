@@ -171,7 +171,10 @@ def build_items(app: str, n: int, split: str, out: str | Path) -> Path:
     return path
 
 
-_DOODL_ONLY = ("opt_steps", "optimizer", "tie", "renormalize", "engine", "perturb_std", "keep_best")
+_DOODL_ONLY = (
+    "opt_steps", "optimizer", "tie", "renormalize", "engine", "perturb_std", "keep_best",
+    "init_candidates",
+)  # fmt: skip
 
 
 def method_config(
