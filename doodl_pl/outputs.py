@@ -1,4 +1,5 @@
-"""Run outputs: ``images/<id>.png`` and ``manifest.jsonl``, written so a kill loses nothing."""
+"""Run outputs: ``images/<id>.png``, ``manifest.jsonl`` and ``metadata.jsonl``, written so a kill
+loses nothing. ``metadata.jsonl`` makes the folder a Hugging Face ``imagefolder`` data set."""
 
 from __future__ import annotations
 
@@ -57,18 +58,39 @@ class OutputWriter:
     ``O_APPEND`` descriptor and fsynced, so concurrent ranks never interleave and a killed process
     never leaves half a line. Images are written atomically before their manifest line, so a
     manifest line always points at a complete PNG.
+
+    ``metadata.jsonl`` (``file_name`` plus the item's fields, loss and status, one line per
+    image) is appended between the image and the manifest line, so
+    ``datasets.load_dataset("imagefolder", data_dir=root)`` reads the run. A line left by a run
+    killed before its manifest line is dropped by the next :meth:`prepare`.
     """
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.images = self.root / "images"
         self.manifest = self.root / "manifest.jsonl"
+        self.metadata = self.root / "metadata.jsonl"
 
     def prepare(self) -> None:
-        """Create the folders and drop temporary files a killed run may have left behind."""
+        """Create the folders, drop temporary files a killed run may have left behind, and keep
+        only the metadata lines of finished images (the last line per image)."""
         self.images.mkdir(parents=True, exist_ok=True)
         for stale in self.images.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
+        if self.metadata.is_file():
+            done = {r["id"] for r in self.records() if r.get("status", "ok") == "ok"}
+            lines = self.metadata.read_text(encoding="utf-8").splitlines()
+            keep: dict[str, str] = {}
+            for line in lines:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if row.get("id") in done:
+                    keep[row["id"]] = line
+            if list(keep.values()) != lines:
+                text = "".join(f"{line}\n" for line in keep.values())
+                atomic_write(self.metadata, text.encode("utf-8"))
 
     def records(self) -> list[dict[str, Any]]:
         """Parsed manifest lines (a line that fails to parse is ignored: it never happens unless
@@ -133,8 +155,17 @@ class OutputWriter:
         return path
 
     def append(self, record: dict[str, Any]) -> None:
+        """Append one finished item's line to ``manifest.jsonl``."""
+        self._append_line(self.manifest, record)
+
+    def append_metadata(self, item_id: str, fields: dict[str, Any]) -> None:
+        """Append the ``imagefolder`` line of ``images/<item_id>.png`` (before its manifest line)."""
+        self._append_line(self.metadata, {"file_name": f"images/{item_id}.png", **fields})
+
+    @staticmethod
+    def _append_line(path: Path, record: dict[str, Any]) -> None:
         line = (json.dumps(record, default=float) + "\n").encode("utf-8")
-        fd = os.open(self.manifest, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             os.write(fd, line)
             os.fsync(fd)

@@ -25,8 +25,12 @@ def test_sd_pipeline_loads_like_stable_diffusion():
 
     from doodl_pl.backbones import StableDiffusion
 
-    pipe = StableDiffusionPipeline.from_pretrained(ASSETS / "shapes64" / "sd")
+    pipe = StableDiffusionPipeline.from_pretrained(ASSETS / "shapes64" / "sd")  # no dtype given
     assert pipe.unet.config.sample_size == 16 and pipe.vae.config.latent_channels == 4
+    assert pipe.text_encoder.dtype == pipe.unet.dtype == torch.float32
+    g = torch.Generator().manual_seed(0)
+    image = pipe("a red circle", num_inference_steps=3, generator=g, output_type="pt").images
+    assert image.shape == (1, 3, 64, 64) and torch.isfinite(image).all()
     sd = StableDiffusion("shapes64/sd")
     assert sd.image_size == 64 and sd.latent_shape() == (4, 16, 16)
     acp = sd.scheduler.alphas_cumprod

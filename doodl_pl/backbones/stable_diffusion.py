@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..hub import load_or_explain, resolve
-from ..models.adapters import LatentUNetEps
+from ..models.adapters import PREDICTION_TYPES, LatentUNetEps
 from ..models.condition import TextCondition
 from ..models.protocol import freeze
 
@@ -31,7 +31,9 @@ class StableDiffusion(nn.Module):
         dtype: dtype of the UNet and text encoder (``float32``, ``float16``, ``bfloat16``).
         vae_dtype: dtype of the VAE; ``None`` follows ``dtype``.
         scheduler_overrides: DDIM config entries; defaults reproduce the EDICT reference
-            (timesteps 980…0 at T = 50, final ᾱ = ᾱ_0).
+            (timesteps 980…0 at T = 50, final ᾱ = ᾱ_0). The UNet's ``prediction_type``
+            (``epsilon``, ``v_prediction`` as in SD 2.x, or ``sample``) is read from the
+            scheduler config and converted to ε.
         revision: hub revision.
         local_files_only: never try the network.
     """
@@ -77,7 +79,16 @@ class StableDiffusion(nn.Module):
         self.vae = freeze(vae)
         self.text_encoder = freeze(text)
         self.unet = freeze(unet)
-        self.eps_model = LatentUNetEps(self.unet)
+        prediction = self.scheduler.config.get("prediction_type", "epsilon")
+        if prediction not in PREDICTION_TYPES:
+            raise ValueError(
+                f"{pretrained}: scheduler/scheduler_config.json `prediction_type` must be one of "
+                f"{', '.join(PREDICTION_TYPES)}, got {prediction!r}; set "
+                f"`scheduler_overrides: {{prediction_type: ...}}` to what the UNet was trained for"
+            )
+        self.eps_model = LatentUNetEps(
+            self.unet, prediction_type=prediction, alphas_cumprod=self.scheduler.alphas_cumprod
+        )
         self.pretrained = pretrained
 
     # -- shapes -------------------------------------------------------------------------------

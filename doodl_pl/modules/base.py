@@ -267,12 +267,26 @@ class GenerationModule(pl.LightningModule):
             "rank": self.global_rank,
             **record,
         }
+        if image is not None:
+            self.writer.append_metadata(item["id"], _metadata(item, row))
         self.writer.append(json.loads(json.dumps(row, default=_jsonable)))
 
     def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
         if batch["step"] == 0:
             self._t0 = time.perf_counter()
             self.eps.reset()
+
+
+# Item fields renamed in metadata.jsonl: `image` is the data set's image column there.
+_METADATA_RENAME = {"image": "source_image"}
+_METADATA_FROM_RECORD = ("method", "status", "loss_start", "loss_end", "unet_calls", "wall_s")
+
+
+def _metadata(item: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """An image's ``metadata.jsonl`` fields: the item's own, then the run's summary of it."""
+    fields = {_METADATA_RENAME.get(k, k): v for k, v in item.items()}
+    fields.update({k: row[k] for k in _METADATA_FROM_RECORD if k in row})
+    return json.loads(json.dumps(fields, default=_jsonable))
 
 
 def _jsonable(value: Any) -> Any:

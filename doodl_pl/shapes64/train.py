@@ -620,7 +620,9 @@ class TextToImageRecipe(_Recipe):
         scheduler = sd1_scheduler()
         pipe = StableDiffusionPipeline(
             vae=copy.deepcopy(self.vae).half(),
-            text_encoder=text.half(),
+            # float32: transformers loads a text encoder in its saved dtype, and a plain
+            # `StableDiffusionPipeline.from_pretrained(dir)` must match the float32 UNet.
+            text_encoder=text.float(),
             tokenizer=self.tokenizer,
             unet=unet.to(torch.float16, memory_format=torch.contiguous_format),
             scheduler=scheduler,

@@ -1,0 +1,61 @@
+"""Each run folder is a Hugging Face ``imagefolder`` data set (``metadata.jsonl``)."""
+
+import json
+
+import numpy as np
+import pytest
+from doodl_pl.callbacks import ImageLogger
+from helpers import backbone, fit
+from PIL import Image
+
+from doodl_pl.losses import ColorLoss
+from doodl_pl.modules import DoodlModule
+from doodl_pl.outputs import OutputWriter
+
+
+def test_run_folder_loads_with_datasets(tiny_assets, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    its = [
+        {"id": "a", "prompt": "a red circle", "seed": 3, "class_index": 1},
+        {"id": "b", "prompt": "a blue star", "seed": 4, "class_index": 2},
+        {"id": "c", "prompt": "bad", "seed": 5, "class_index": 0},
+    ]
+    module = DoodlModule(
+        backbone(tiny_assets), loss=NanForBad(), num_inference_steps=3, opt_steps=2,
+        guidance_scale=3.0, output_dir=str(tmp_path),
+    )  # fmt: skip
+    rows = fit(module, its, batch_size=3, callbacks=[ImageLogger(every_n_steps=1)])
+    assert rows["c"]["status"] == "failed" and (tmp_path / "trajectories").is_dir()
+    ds = datasets.load_dataset("imagefolder", data_dir=str(tmp_path), split="train")
+    assert sorted(ds["id"]) == ["a", "b"]  # the failed item has no image, trajectories are not rows
+    for row in ds:
+        item = next(it for it in its if it["id"] == row["id"])
+        assert (row["prompt"], row["seed"], row["class_index"]) == (
+            item["prompt"], item["seed"], item["class_index"]
+        )  # fmt: skip
+        assert row["status"] == "ok" and row["loss_end"] == pytest.approx(
+            rows[row["id"]]["loss_end"]
+        )
+        png = np.asarray(Image.open(tmp_path / "images" / f"{row['id']}.png").convert("RGB"))
+        assert np.array_equal(np.asarray(row["image"].convert("RGB")), png)
+
+
+class NanForBad(ColorLoss):
+    def forward(self, images, ctx):
+        out = super().forward(images, ctx)
+        bad = [p == "bad" for p in ctx.batch["prompt"]]
+        return out * out.new_tensor([float("nan") if b else 1.0 for b in bad])
+
+
+def test_prepare_drops_metadata_of_unfinished_items(tmp_path):
+    """A run killed between an image's metadata line and its manifest line leaves a line with no
+    finished item; the rerun's prepare() drops it, and a retried item keeps only its last line."""
+    w = OutputWriter(tmp_path)
+    w.prepare()
+    w.append_metadata("a", {"id": "a", "loss_end": 1.0})
+    w.append({"id": "a", "status": "ok"})
+    w.append_metadata("b", {"id": "b"})  # killed here: no manifest line for b
+    w.append_metadata("a", {"id": "a", "loss_end": 0.5})  # a retried item
+    OutputWriter(tmp_path).prepare()
+    lines = [json.loads(x) for x in (tmp_path / "metadata.jsonl").read_text().splitlines()]
+    assert lines == [{"file_name": "images/a.png", "id": "a", "loss_end": 0.5}]
