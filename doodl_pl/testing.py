@@ -9,6 +9,7 @@ __all__ = [
     "build_tiny_classifier",
     "build_tiny_clip",
     "build_tiny_sd",
+    "build_tiny_sdxl",
     "sd15_unet",
     "tiny_text_condition",
     "tiny_unet",
@@ -121,6 +122,55 @@ def build_tiny_sd(path, seed: int = 0):
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
+    )
+    pipe.save_pretrained(path, safe_serialization=True)
+    import shutil
+
+    shutil.rmtree(path / "_tokenizer_src", ignore_errors=True)
+    return path
+
+
+def build_tiny_sdxl(path, seed: int = 0):
+    """Save a tiny random SDXL pipeline (16×16 images): two text encoders (the second with a
+    projection), a UNet with ``text_time`` added conditioning, the SD noise schedule."""
+    from pathlib import Path
+
+    from diffusers import AutoencoderKL, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from .models.tokenizer import build_clip_tokenizer
+    from .sampling.schedule import sd1_scheduler
+
+    path = Path(path)
+    torch.manual_seed(seed)
+    text_cfg = dict(
+        hidden_size=16, intermediate_size=32, num_attention_heads=2, num_hidden_layers=2,
+        vocab_size=49408, max_position_embeddings=77, projection_dim=16,
+    )  # fmt: skip
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4, sample_size=16, norm_num_groups=4,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+        block_out_channels=(8, 16), layers_per_block=1, force_upcast=True,
+    )  # fmt: skip
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(8, 16),
+        layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=32,
+        attention_head_dim=(2, 4), use_linear_projection=True, norm_num_groups=4,
+        addition_embed_type="text_time", addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=16 + 6 * 8,
+    )  # fmt: skip
+    tokenizer = build_clip_tokenizer(path / "_tokenizer_src")
+    pipe = StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=CLIPTextModel(CLIPTextConfig(**text_cfg)),
+        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text_cfg)),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer,
+        unet=unet.eval(),
+        scheduler=sd1_scheduler(),
+        force_zeros_for_empty_prompt=True,
+        add_watermarker=False,
     )
     pipe.save_pretrained(path, safe_serialization=True)
     import shutil

@@ -45,6 +45,7 @@ def tiny_assets(tmp_path_factory):
         build_tiny_classifier,
         build_tiny_clip,
         build_tiny_sd,
+        build_tiny_sdxl,
     )
 
     root = tmp_path_factory.mktemp("tiny")
@@ -53,6 +54,7 @@ def tiny_assets(tmp_path_factory):
     Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(root / "photo.png")
     return {
         "sd": str(build_tiny_sd(root / "sd")),
+        "sdxl": str(build_tiny_sdxl(root / "sdxl")),
         "clip_cfg": str(cfg),
         "clip_w": str(w),
         "classifier": str(build_tiny_classifier(root / "cls.safetensors")),

@@ -13,6 +13,8 @@ def test_configs_exist():
     names = {p.name for p in CONFIGS}
     assert {
         "text_sd15.yaml",
+        "text_sd21.yaml",
+        "text_sdxl.yaml",
         "vocab_timm.yaml",
         "personalization_clip.yaml",
         "aesthetic_edit.yaml",

@@ -22,7 +22,8 @@ def tinify(
 ) -> Path:
     cfg = yaml.safe_load(config.read_text())
     m = cfg["model"]["init_args"]
-    m["backbone"]["init_args"] = {"pretrained": assets["sd"], "dtype": "float32"}
+    xl = m["backbone"]["class_path"].endswith("StableDiffusionXL")
+    m["backbone"]["init_args"] = {"pretrained": assets["sdxl" if xl else "sd"], "dtype": "float32"}
     m["num_inference_steps"] = steps
     m["output_dir"] = str(out)
     if "opt_steps" in m:

@@ -1,5 +1,6 @@
 """Diffusion backbones: the pieces around the ε model (VAE, text encoder, scheduler)."""
 
 from .stable_diffusion import EDICT_SCHEDULER, StableDiffusion
+from .stable_diffusion_xl import StableDiffusionXL
 
-__all__ = ["EDICT_SCHEDULER", "StableDiffusion"]
+__all__ = ["EDICT_SCHEDULER", "StableDiffusion", "StableDiffusionXL"]

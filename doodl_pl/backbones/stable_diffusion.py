@@ -49,35 +49,33 @@ class StableDiffusion(nn.Module):
     ) -> None:
         super().__init__()
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-        from transformers import CLIPTextModel, CLIPTokenizer
 
         path = resolve(pretrained)
         key = "model.init_args.backbone.init_args.pretrained"
         kw = dict(revision=revision, local_files_only=local_files_only)
         torch_dtype = getattr(torch, dtype)
 
-        vae_torch_dtype = getattr(torch, vae_dtype or dtype)
-
         def load():
             sub = dict(kw, use_safetensors=True)
             vae = AutoencoderKL.from_pretrained(
-                path, subfolder="vae", torch_dtype=vae_torch_dtype, **sub
+                path,
+                subfolder="vae",
+                torch_dtype=self._vae_dtype(path, vae_dtype, dtype, kw),
+                **sub,
             )
-            text = CLIPTextModel.from_pretrained(
-                path, subfolder="text_encoder", torch_dtype=torch_dtype, **sub
-            )
-            tok = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw)
+            texts = self._load_text(path, torch_dtype, kw)
             unet = UNet2DConditionModel.from_pretrained(
                 path, subfolder="unet", torch_dtype=torch_dtype, **sub
             )
             sched_cfg = DDIMScheduler.load_config(path, subfolder="scheduler", **kw)
-            return vae, text, tok, unet, sched_cfg
+            return vae, texts, unet, sched_cfg
 
-        vae, text, self.tokenizer, unet, sched_cfg = load_or_explain(key, pretrained, load)
+        vae, texts, unet, sched_cfg = load_or_explain(key, pretrained, load)
+        for name, module in texts.items():
+            setattr(self, name, freeze(module) if isinstance(module, nn.Module) else module)
         overrides = dict(EDICT_SCHEDULER, **(scheduler_overrides or {}))
         self.scheduler = DDIMScheduler.from_config(sched_cfg, **overrides)
         self.vae = freeze(vae)
-        self.text_encoder = freeze(text)
         self.unet = freeze(unet)
         prediction = self.scheduler.config.get("prediction_type", "epsilon")
         if prediction not in PREDICTION_TYPES:
@@ -90,6 +88,19 @@ class StableDiffusion(nn.Module):
             self.unet, prediction_type=prediction, alphas_cumprod=self.scheduler.alphas_cumprod
         )
         self.pretrained = pretrained
+
+    def _vae_dtype(self, path, vae_dtype: str | None, dtype: str, kw: dict) -> torch.dtype:
+        return getattr(torch, vae_dtype or dtype)
+
+    def _load_text(self, path, torch_dtype: torch.dtype, kw: dict) -> dict[str, Any]:
+        """The text encoder(s) and tokenizer(s), by attribute name."""
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        text = CLIPTextModel.from_pretrained(
+            path, subfolder="text_encoder", torch_dtype=torch_dtype, use_safetensors=True, **kw
+        )
+        tok = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw)
+        return {"text_encoder": text, "tokenizer": tok}
 
     # -- shapes -------------------------------------------------------------------------------
     @property
@@ -115,7 +126,7 @@ class StableDiffusion(nn.Module):
             truncation=True,
             return_tensors="pt",
         ).input_ids.to(self.unet.device)
-        return self.text_encoder(ids)[0]
+        return self.text_encoder(ids)[0].to(self.unet.dtype)
 
     def condition(
         self, prompts: list[str], negative: list[str] | None, guidance_scale: float

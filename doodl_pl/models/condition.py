@@ -17,11 +17,16 @@ class TextCondition:
         embeds: ``(B, L, D)`` prompt embeddings.
         null_embeds: ``(B, L, D)`` or ``(1, L, D)`` embeddings of the null (or negative) prompt.
         guidance_scale: CFG scale s in ε = ε_∅ + s·(ε_c − ε_∅); 1 disables the null branch.
+        pooled, null_pooled: ``(B, P)`` / ``(B or 1, P)`` pooled text embeddings (SDXL).
+        time_ids: ``(B or 1, 6)`` SDXL micro-conditioning (original size, crop, target size).
     """
 
     embeds: Tensor
     null_embeds: Tensor | None = None
     guidance_scale: float = 1.0
+    pooled: Tensor | None = None
+    null_pooled: Tensor | None = None
+    time_ids: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.guidance_scale < 0:
@@ -31,7 +36,23 @@ class TextCondition:
 
     def select(self, index: Tensor | slice) -> TextCondition:
         """The condition restricted to some batch items."""
-        null = self.null_embeds
-        if null is not None and null.shape[0] != 1:
-            null = null[index]
-        return TextCondition(self.embeds[index], null, self.guidance_scale)
+
+        def part(t: Tensor | None) -> Tensor | None:
+            return t if t is None or t.shape[0] == 1 else t[index]
+
+        return TextCondition(
+            self.embeds[index], part(self.null_embeds), self.guidance_scale,
+            part(self.pooled), part(self.null_pooled), part(self.time_ids),
+        )  # fmt: skip
+
+    def unet_kwargs(self, batch: int, null: bool, device, dtype) -> dict:
+        """Extra UNet keyword arguments (SDXL's ``added_cond_kwargs``) for ``batch`` latents."""
+        if self.pooled is None:
+            return {}
+        pooled = self.null_pooled if null else self.pooled
+        return {
+            "added_cond_kwargs": {
+                "text_embeds": pooled.to(device, dtype).expand(batch, -1),
+                "time_ids": self.time_ids.to(device, dtype).expand(batch, -1),
+            }
+        }
