@@ -4,12 +4,14 @@ from .image_logger import ImageLogger, make_grid
 from .metrics import StepMetrics
 from .perturb import PerturbLatents
 from .renormalize import RenormalizeLatents
+from .run_metrics import RunMetrics
 from .tie import TieLatents
 
 __all__ = [
     "ImageLogger",
     "PerturbLatents",
     "RenormalizeLatents",
+    "RunMetrics",
     "StepMetrics",
     "TieLatents",
     "make_grid",

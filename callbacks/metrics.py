@@ -12,8 +12,10 @@ __all__ = ["StepMetrics"]
 
 
 class StepMetrics(pl.Callback):
-    """Writes ``metrics.csv`` (rank, id, step, loss, seconds) next to the outputs and logs
-    ``train/sec_per_step``. One file per rank (``metrics.rank{r}.csv``) under DDP."""
+    """Writes ``metrics.csv`` (rank, id, step, loss, seconds) next to the outputs, logs
+    ``train/sec_per_step``, and sends each item's score per optimisation step to the logger as
+    ``loss/<id>`` (one curve per item in TensorBoard). One file per rank (``metrics.rank{r}.csv``)
+    under DDP; run-level values reduced over ranks come from :class:`RunMetrics`."""
 
     def __init__(self) -> None:
         self._t = 0.0
@@ -30,6 +32,7 @@ class StepMetrics(pl.Callback):
         )
         path = root / name
         new = not path.exists()
+        curves = {}
         with path.open("a", newline="") as f:
             w = csv.writer(f)
             if new:
@@ -39,4 +42,8 @@ class StepMetrics(pl.Callback):
                     continue
                 loss = history[i][-1] if history and history[i] else ""
                 w.writerow([trainer.global_rank, it["id"], batch["step"], loss, f"{seconds:.4f}"])
+                if loss != "":
+                    curves[f"loss/{it['id']}"] = float(loss)
+        if curves and trainer.logger is not None:
+            trainer.logger.log_metrics(curves, step=batch["step"])
         pl_module.log("train/sec_per_step", seconds, batch_size=len(batch["items"]))

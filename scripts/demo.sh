@@ -22,3 +22,6 @@ echo
 echo "Vanilla images:     outputs/demo/${app}_vanilla/images/"
 echo "DOODL images:       outputs/demo/${app}/images/  (trajectories: outputs/demo/${app}/trajectories/)"
 echo "Side-by-side grid:  ${grid}"
+echo "Loss curves, trajectories, run metrics:  .venv/bin/tensorboard --logdir outputs/demo/${app}/logs"
+echo "  (also outputs/demo/${app}/metrics.csv and run_metrics.json; the run folder loads with"
+echo "   datasets.load_dataset(\"imagefolder\", data_dir=\"outputs/demo/${app}\"))"

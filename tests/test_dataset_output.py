@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 from doodl_pl.callbacks import ImageLogger
-from helpers import backbone, fit
+from helpers import backbone, fit, items
 from PIL import Image
 
 from doodl_pl.losses import ColorLoss
@@ -59,3 +59,32 @@ def test_prepare_drops_metadata_of_unfinished_items(tmp_path):
     OutputWriter(tmp_path).prepare()
     lines = [json.loads(x) for x in (tmp_path / "metadata.jsonl").read_text().splitlines()]
     assert lines == [{"file_name": "images/a.png", "id": "a", "loss_end": 0.5}]
+
+
+def test_tensorboard_gets_loss_curves_trajectories_and_run_metrics(tiny_assets, tmp_path):
+    """With a TensorBoardLogger: one loss curve per item (a value per iterate), the trajectory
+    grid as an image, and the run-level metrics once."""
+    from doodl_pl.callbacks import StepMetrics
+    from lightning.pytorch.loggers import TensorBoardLogger
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    module = DoodlModule(
+        backbone(tiny_assets), loss=ColorLoss(), num_inference_steps=3, opt_steps=3,
+        guidance_scale=3.0, output_dir=str(tmp_path / "run"),
+    )  # fmt: skip
+    logger = TensorBoardLogger(str(tmp_path), name="logs")
+    rows = fit(
+        module, items(2), batch_size=2, logger=logger,
+        callbacks=[StepMetrics(), ImageLogger(every_n_steps=1)],
+    )  # fmt: skip
+    ev = EventAccumulator(logger.log_dir, size_guidance={"images": 0, "scalars": 0})
+    ev.Reload()
+    tags = ev.Tags()
+    for key, r in rows.items():
+        curve = [e.value for e in ev.Scalars(f"loss/{key}")]
+        assert curve == pytest.approx(r["losses"][:-1], rel=1e-5)  # the iterates before the last
+        assert f"trajectory/{key}" in tags["images"]
+    assert [e.value for e in ev.Scalars("run/items")] == [2.0]
+    run = json.loads((tmp_path / "run" / "run_metrics.json").read_text())
+    starts = [r["loss_start"] for r in rows.values()]
+    assert run["loss_start"] == pytest.approx(sum(starts) / 2) and run["failed"] == 0

@@ -38,3 +38,10 @@ def test_ddp_two_processes_equal_one(tiny_assets, tmp_path):
         a = np.asarray(Image.open(tmp_path / "one" / "images" / f"{k}.png"), dtype=np.int16)
         b = np.asarray(Image.open(tmp_path / "two" / "images" / f"{k}.png"), dtype=np.int16)
         assert np.abs(a - b).max() <= 1
+    # run-level metrics reduced over both ranks (torchmetrics) equal the one-process run's
+    m1, m2 = (json.loads((tmp_path / d / "run_metrics.json").read_text()) for d in ("one", "two"))
+    assert m2["items"] == m1["items"] == 3 and m2["failed"] == m1["failed"] == 0
+    for key in ("loss_start", "loss_end", "improved"):
+        assert m2[key] == pytest.approx(m1[key], rel=1e-5), key
+    starts = [r["loss_start"] for r in r1.values()]
+    assert m1["loss_start"] == pytest.approx(sum(starts) / 3)

@@ -114,8 +114,15 @@ class GenerationModule(pl.LightningModule):
         self.retry_failed = retry_failed
         self.run_config: str | None = None
         self.failed_ids: set[str] = set()
+        # Every manifest line this run wrote (read by the RunMetrics callback).
+        self.run_records: list[dict[str, Any]] = []
         self._schedule: Schedule | None = None
         self._t0 = 0.0
+
+    def configure_callbacks(self):
+        from ..callbacks import RunMetrics  # the callbacks package imports doodl_pl itself
+
+        return [RunMetrics()]
 
     def train(self, mode: bool = True):
         """Lightning switches everything to train mode at fit start; frozen models must stay in
@@ -269,7 +276,9 @@ class GenerationModule(pl.LightningModule):
         }
         if image is not None:
             self.writer.append_metadata(item["id"], _metadata(item, row))
-        self.writer.append(json.loads(json.dumps(row, default=_jsonable)))
+        line = json.loads(json.dumps(row, default=_jsonable))
+        self.writer.append(line)
+        self.run_records.append(line)
 
     def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
         if batch["step"] == 0:

@@ -147,7 +147,8 @@ class DoodlModule(GenerationModule):
     def configure_callbacks(self):
         from ..callbacks import PerturbLatents, RenormalizeLatents, TieLatents
 
-        return [PerturbLatents(self.perturb_std), TieLatents(), RenormalizeLatents()]
+        own = [PerturbLatents(self.perturb_std), TieLatents(), RenormalizeLatents()]
+        return super().configure_callbacks() + own
 
     # -- one batch ----------------------------------------------------------------------------
     @torch.no_grad()

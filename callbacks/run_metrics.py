@@ -1,0 +1,72 @@
+"""Run-level metrics, reduced over every rank with torchmetrics and logged once by rank 0."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import lightning.pytorch as pl
+from torchmetrics import MeanMetric, SumMetric
+
+from doodl_pl.outputs import atomic_write
+
+__all__ = ["RunMetrics"]
+
+
+class RunMetrics(pl.Callback):
+    """At the end of ``fit``: mean loss at start and end, share of items improved, failures,
+    items and seconds per item over the items this run generated, synced across DDP ranks.
+
+    Rank 0 logs them as ``run/<name>`` to ``trainer.logger`` and writes ``run_metrics.json`` next
+    to the outputs; every rank gets the same values in :attr:`values`. Items skipped because an
+    earlier run finished them are not counted.
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        device = pl_module.device
+        metrics = {
+            "loss_start": MeanMetric(nan_strategy="ignore"),
+            "loss_end": MeanMetric(nan_strategy="ignore"),
+            "improved": MeanMetric(nan_strategy="ignore"),
+            "seconds_per_item": MeanMetric(nan_strategy="ignore"),
+            "failed": SumMetric(),
+            "items": SumMetric(),
+        }
+        for m in metrics.values():
+            m.to(device)
+        nan = float("nan")
+        for r in pl_module.run_records:
+            ok = r.get("status") == "ok"
+            start, end = _number(r.get("loss_start")), _number(r.get("loss_end"))
+            metrics["items"].update(1.0)
+            metrics["failed"].update(0.0 if ok else 1.0)
+            if ok:
+                metrics["loss_start"].update(start)
+                metrics["loss_end"].update(end)
+                metrics["improved"].update(
+                    nan if math.isnan(start) or math.isnan(end) else float(end < start)
+                )
+            metrics["seconds_per_item"].update(_number(r.get("wall_s")))
+        with (
+            warnings.catch_warnings()
+        ):  # a mean that saw no value (all failed) is nan, not a problem
+            warnings.simplefilter("ignore")
+            self.values = {k: float(m.compute()) for k, m in metrics.items()}
+        if trainer.global_rank != 0:
+            return
+        if trainer.logger is not None:
+            trainer.logger.log_metrics({f"run/{k}": v for k, v in self.values.items()})
+        text = json.dumps(self.values, indent=1, default=float) + "\n"
+        atomic_write(Path(pl_module.writer.root) / "run_metrics.json", text.encode("utf-8"))
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
