@@ -17,7 +17,8 @@ __all__ = ["RunMetrics"]
 
 class RunMetrics(pl.Callback):
     """At the end of ``fit``: mean loss at start and end, share of items improved, failures,
-    items and seconds per item over the items this run generated, synced across DDP ranks.
+    items, seconds per item and the mean of each guide's own score (``guide_<name>``, e.g. the
+    CLIP score) over the items this run generated, synced across DDP ranks.
 
     Rank 0 logs them as ``run/<name>`` to ``trainer.logger`` and writes ``run_metrics.json`` next
     to the outputs; every rank gets the same values in :attr:`values`. Items skipped because an
@@ -37,6 +38,9 @@ class RunMetrics(pl.Callback):
             "failed": SumMetric(),
             "items": SumMetric(),
         }
+        # The same metric names on every rank (a rank without items still joins the sync).
+        guides = [f"guide_{name}" for name in pl_module.guide_score_names]
+        metrics.update({g: MeanMetric(nan_strategy="ignore") for g in guides})
         for m in metrics.values():
             m.to(device)
         nan = float("nan")
@@ -52,6 +56,8 @@ class RunMetrics(pl.Callback):
                     nan if math.isnan(start) or math.isnan(end) else float(end < start)
                 )
             metrics["seconds_per_item"].update(_number(r.get("wall_s")))
+            for g in guides:
+                metrics[g].update(_number(r.get(g)))
         with (
             warnings.catch_warnings()
         ):  # a mean that saw no value (all failed) is nan, not a problem

@@ -41,7 +41,7 @@ def test_ddp_two_processes_equal_one(tiny_assets, tmp_path):
     # run-level metrics reduced over both ranks (torchmetrics) equal the one-process run's
     m1, m2 = (json.loads((tmp_path / d / "run_metrics.json").read_text()) for d in ("one", "two"))
     assert m2["items"] == m1["items"] == 3 and m2["failed"] == m1["failed"] == 0
-    for key in ("loss_start", "loss_end", "improved"):
+    for key in ("loss_start", "loss_end", "improved", "guide_clip_score"):
         assert m2[key] == pytest.approx(m1[key], rel=1e-5), key
-    starts = [r["loss_start"] for r in r1.values()]
-    assert m1["loss_start"] == pytest.approx(sum(starts) / 3)
+    for key, field in (("loss_start", "loss_start"), ("guide_clip_score", "guide_clip_score")):
+        assert m1[key] == pytest.approx(sum(r[field] for r in r1.values()) / 3)

@@ -123,6 +123,24 @@ def test_clip_text_loss_matches_direct_computation(tiny_assets):
     assert torch.allclose(got, expected, atol=1e-6)
 
 
+def test_guide_scores(tiny_assets):
+    """Each guide's readable score: CLIP score of the whole image, target-class probability."""
+    images = torch.rand(2, 3, 16, 16)
+    clip_loss = CLIPTextLoss([clip_spec(tiny_assets)], n_cuts=2)
+    ctx = LossContext({"prompt": ["a star", "a red circle"], "class_index": [1, 3]})
+    clip = clip_loss.models[0]
+    with torch.no_grad():
+        t = F.normalize(clip.model.encode_text(clip.tokenizer(["a star", "a red circle"])), dim=-1)
+        i = F.normalize(clip.model.encode_image((images - clip.mean) / clip.std), dim=-1)
+        got = clip_loss.guide_score(images, ctx)
+    assert clip_loss.score_name == "clip_score"
+    assert torch.allclose(got, 100 * (i * t).sum(-1).clamp_min(0), atol=1e-4)
+    cls = ClassifierLoss("resnet10t", tiny_assets["classifier"], num_classes=5, input_size=32)
+    with torch.no_grad():
+        probs = cls.logits(images).softmax(-1)
+        assert torch.allclose(cls.guide_score(images, ctx), probs[[0, 1], [1, 3]])
+
+
 def test_clip_image_loss_zero_for_its_reference(tiny_assets):
     from doodl_pl.data import load_image
 

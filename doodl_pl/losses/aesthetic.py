@@ -74,8 +74,14 @@ class AestheticLoss(ImageLoss):
         self.head = AestheticHead(state, activation).requires_grad_(False).eval()
         self.target = target
 
+    score_name = "aesthetic"
+
     def score(self, images: Tensor) -> Tensor:
         return self.head(self.clip.encode_image(images))
+
+    def guide_score(self, images: Tensor, ctx: LossContext) -> Tensor:
+        """The predicted aesthetic score."""
+        return self.score(images)
 
     def forward(self, images: Tensor, ctx: LossContext) -> Tensor:
         targets = [

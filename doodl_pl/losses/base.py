@@ -47,5 +47,12 @@ class ImageLoss(nn.Module):
         super().__init__()
         self.weight = float(weight)
 
+    #: name of :meth:`guide_score` in manifests and run metrics; ``None``: the loss has none.
+    score_name: str | None = None
+
     def forward(self, images: Tensor, ctx: LossContext) -> Tensor:
         raise NotImplementedError
+
+    def guide_score(self, images: Tensor, ctx: LossContext) -> Tensor | None:
+        """The guide's own readable score per item (higher is better), or ``None``."""
+        return None

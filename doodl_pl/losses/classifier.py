@@ -67,9 +67,16 @@ class ClassifierLoss(ImageLoss):
         x = resize_to(images, self.input_size)
         return self.model((x - self.mean) / self.std).float()
 
-    def forward(self, images: Tensor, ctx: LossContext) -> Tensor:
+    score_name = "class_prob"
+
+    def guide_score(self, images: Tensor, ctx: LossContext) -> Tensor:
+        """Softmax probability of each item's target class."""
+        target = torch.tensor(self._targets(images.shape[0], ctx), device=images.device)
+        return self.logits(images).softmax(-1).gather(1, target[:, None])[:, 0]
+
+    def _targets(self, n: int, ctx: LossContext) -> list[int]:
         targets = []
-        for i in range(images.shape[0]):
+        for i in range(n):
             t = self.target if self.target is not None else ctx.field("class_index", i)
             if t is None or not 0 <= int(t) < self.num_classes:
                 raise ValueError(
@@ -77,7 +84,10 @@ class ClassifierLoss(ImageLoss):
                     f"`loss.init_args.target` or each item's `class_index` (got {t!r})"
                 )
             targets.append(int(t))
-        target = torch.tensor(targets, device=images.device)
+        return targets
+
+    def forward(self, images: Tensor, ctx: LossContext) -> Tensor:
+        target = torch.tensor(self._targets(images.shape[0], ctx), device=images.device)
         logits = self.logits(images)
         if self.loss == "ce":
             return F.cross_entropy(logits, target, reduction="none")

@@ -49,6 +49,13 @@ class _ClipEnsembleLoss(ImageLoss):
             return resize_to(image[None], size)
         return multi_crop(image, self.n_cuts, size, self.cut_power, generator, self.min_cut)
 
+    def guide_score(self, images: Tensor, ctx: LossContext) -> Tensor:
+        """100 · max(cos, 0) of the whole image to the target under the first ensemble member."""
+        model = self.models[0]
+        target = self.targets(model, ctx, images.shape[0])
+        feats = model.encode_image(resize_to(images, model.image_size), resize=False)
+        return 100 * (feats * target).sum(-1).clamp_min(0)
+
     def forward(self, images: Tensor, ctx: LossContext) -> Tensor:
         total = images.new_zeros(images.shape[0])
         for model in self.models:
@@ -70,6 +77,8 @@ class _ClipEnsembleLoss(ImageLoss):
 
 class CLIPTextLoss(_ClipEnsembleLoss):
     """Spherical distance between image cuts and the prompt's CLIP text embedding.
+
+    Its guide score is the CLIP score (``clip_score``) of the whole image.
 
     Args:
         models: ensemble members (open_clip name + tag or local file, and weight).
@@ -94,6 +103,8 @@ class CLIPTextLoss(_ClipEnsembleLoss):
     ) -> None:
         super().__init__(models, n_cuts, cut_power, reduction, weight, min_cut)
         self.text = text
+
+    score_name = "clip_score"
 
     def targets(self, model: ClipModel, ctx: LossContext, batch_size: int) -> Tensor:
         texts = [self.text or ctx.field("prompt", i, "") for i in range(batch_size)]
@@ -132,6 +143,8 @@ class CLIPImageLoss(_ClipEnsembleLoss):
             ).to(model.mean.device)
             self._cache[key] = F.normalize(model.encode_image(refs).mean(0), dim=-1)
         return self._cache[key]
+
+    score_name = "clip_i"
 
     def targets(self, model: ClipModel, ctx: LossContext, batch_size: int) -> Tensor:
         index = list(self.models).index(model)

@@ -249,6 +249,22 @@ class GenerationModule(pl.LightningModule):
             return images, torch.full((len(items),), float("nan"))
         return images, self.item_losses(images, self.score_context(items))
 
+    @property
+    def guide_score_names(self) -> list[str]:
+        """Names of the guide scores every record carries (``guide_<name>``), one per loss."""
+        return [loss.score_name for loss in self.losses if loss.score_name]
+
+    @torch.no_grad()
+    def guide_scores(self, image: Tensor, item: dict[str, Any]) -> dict[str, float]:
+        """Each loss's own readable score of one output image (e.g. CLIP score)."""
+        ctx = self.score_context([item])
+        out = {}
+        for loss in self.losses:
+            if loss.score_name:
+                value = loss.guide_score(image[None].to(self.device), ctx)
+                out[f"guide_{loss.score_name}"] = float(value[0])
+        return out
+
     # -- outputs ------------------------------------------------------------------------------
     def write_item(
         self, item: dict[str, Any], image: Tensor | None, record: dict[str, Any]
@@ -266,6 +282,7 @@ class GenerationModule(pl.LightningModule):
             text["config"] = self.run_config
         if image is not None:
             self.writer.write_image(item["id"], image, text)
+            record = {**record, **self.guide_scores(image, item)}
         row = {
             "id": item["id"],
             "prompt": item.get("prompt", ""),
@@ -289,12 +306,14 @@ class GenerationModule(pl.LightningModule):
 # Item fields renamed in metadata.jsonl: `image` is the data set's image column there.
 _METADATA_RENAME = {"image": "source_image"}
 _METADATA_FROM_RECORD = ("method", "status", "loss_start", "loss_end", "unet_calls", "wall_s")
+_METADATA_PREFIX = "guide_"
 
 
 def _metadata(item: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     """An image's ``metadata.jsonl`` fields: the item's own, then the run's summary of it."""
     fields = {_METADATA_RENAME.get(k, k): v for k, v in item.items()}
-    fields.update({k: row[k] for k in _METADATA_FROM_RECORD if k in row})
+    fields.update({k: v for k, v in row.items() if k in _METADATA_FROM_RECORD})
+    fields.update({k: v for k, v in row.items() if k.startswith(_METADATA_PREFIX)})
     return json.loads(json.dumps(fields, default=_jsonable))
 
 
