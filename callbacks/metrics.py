@@ -44,6 +44,6 @@ class StepMetrics(pl.Callback):
                 w.writerow([trainer.global_rank, it["id"], batch["step"], loss, f"{seconds:.4f}"])
                 if loss != "":
                     curves[f"loss/{it['id']}"] = float(loss)
-        if curves and trainer.logger is not None:
-            trainer.logger.log_metrics(curves, step=batch["step"])
+        for logger in trainer.loggers if curves else []:
+            logger.log_metrics(curves, step=batch["step"])
         pl_module.log("train/sec_per_step", seconds, batch_size=len(batch["items"]))

@@ -65,8 +65,9 @@ class RunMetrics(pl.Callback):
             self.values = {k: float(m.compute()) for k, m in metrics.items()}
         if trainer.global_rank != 0:
             return
-        if trainer.logger is not None:
-            trainer.logger.log_metrics({f"run/{k}": v for k, v in self.values.items()})
+        for logger in trainer.loggers:
+            logger.log_metrics({f"run/{k}": v for k, v in self.values.items()})
+            logger.save()
         text = json.dumps(self.values, indent=1, default=float) + "\n"
         atomic_write(Path(pl_module.writer.root) / "run_metrics.json", text.encode("utf-8"))
 

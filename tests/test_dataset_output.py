@@ -63,9 +63,12 @@ def test_prepare_drops_metadata_of_unfinished_items(tmp_path):
 
 def test_tensorboard_gets_loss_curves_trajectories_and_run_metrics(tiny_assets, tmp_path):
     """With a TensorBoardLogger: one loss curve per item (a value per iterate), the trajectory
-    grid as an image, and the run-level metrics once."""
+    grid as an image, and the run-level metrics once; a CSVLogger beside it gets the same
+    scalars."""
+    import csv
+
     from doodl_pl.callbacks import StepMetrics
-    from lightning.pytorch.loggers import TensorBoardLogger
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     module = DoodlModule(
@@ -73,8 +76,9 @@ def test_tensorboard_gets_loss_curves_trajectories_and_run_metrics(tiny_assets, 
         guidance_scale=3.0, output_dir=str(tmp_path / "run"),
     )  # fmt: skip
     logger = TensorBoardLogger(str(tmp_path), name="logs")
+    csv_logger = CSVLogger(str(tmp_path), name="csv")
     rows = fit(
-        module, items(2), batch_size=2, logger=logger,
+        module, items(2), batch_size=2, logger=[logger, csv_logger],
         callbacks=[StepMetrics(), ImageLogger(every_n_steps=1)],
     )  # fmt: skip
     ev = EventAccumulator(logger.log_dir, size_guidance={"images": 0, "scalars": 0})
@@ -85,6 +89,12 @@ def test_tensorboard_gets_loss_curves_trajectories_and_run_metrics(tiny_assets, 
         assert curve == pytest.approx(r["losses"][:-1], rel=1e-5)  # the iterates before the last
         assert f"trajectory/{key}" in tags["images"]
     assert [e.value for e in ev.Scalars("run/items")] == [2.0]
+    with open(f"{csv_logger.log_dir}/metrics.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [float(r["loss/it0"]) for r in table if r.get("loss/it0")] == pytest.approx(
+        rows["it0"]["losses"][:-1], rel=1e-5
+    )
+    assert [float(r["run/items"]) for r in table if r.get("run/items")] == [2.0]
     run = json.loads((tmp_path / "run" / "run_metrics.json").read_text())
     starts = [r["loss_start"] for r in rows.values()]
     assert run["loss_start"] == pytest.approx(sum(starts) / 2) and run["failed"] == 0
