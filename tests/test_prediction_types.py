@@ -45,27 +45,27 @@ def test_ddim_steps_match_diffusers_scheduler(prediction_type, scale):
             x = ref
 
 
-def test_unknown_prediction_type_names_the_key(tiny_assets, tmp_path):
+def with_prediction_type(tiny_assets, tmp_path, value: str) -> str:
+    """A copy of the tiny SD whose scheduler config says ``prediction_type: value``."""
     sd = tmp_path / "sd"
     shutil.copytree(tiny_assets["sd"], sd)
     cfg_path = sd / "scheduler" / "scheduler_config.json"
     cfg = json.loads(cfg_path.read_text())
-    cfg["prediction_type"] = "flow"
+    cfg["prediction_type"] = value
     cfg_path.write_text(json.dumps(cfg))
+    return str(sd)
+
+
+def test_unknown_prediction_type_names_the_key(tiny_assets, tmp_path):
+    sd = with_prediction_type(tiny_assets, tmp_path, "flow")
     with pytest.raises(ValueError, match=r"scheduler_config.json `prediction_type` must be one of"):
-        StableDiffusion(str(sd))
+        StableDiffusion(sd)
     with pytest.raises(ValueError, match=r"`prediction_type` must be one of"):
         LatentUNetEps(tiny_unet(), prediction_type="flow")
 
 
 def test_backbone_reads_v_prediction_from_the_scheduler(tiny_assets, tmp_path):
-    sd = tmp_path / "sd"
-    shutil.copytree(tiny_assets["sd"], sd)
-    cfg_path = sd / "scheduler" / "scheduler_config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["prediction_type"] = "v_prediction"
-    cfg_path.write_text(json.dumps(cfg))
-    v = StableDiffusion(str(sd))
+    v = StableDiffusion(with_prediction_type(tiny_assets, tmp_path, "v_prediction"))
     eps = backbone(tiny_assets)
     assert v.eps_model.prediction_type == "v_prediction"
     assert eps.eps_model.prediction_type == "epsilon"

@@ -125,10 +125,7 @@ class BdiaChain(ChainBase):
     @torch.no_grad()
     def sample(self, x: Tensor, y: Tensor | None = None) -> State:
         """Run all steps from (prev, cur) = (x, y) (y = x when omitted: plain DDIM's first step)."""
-        state = self.prepare((x, x if y is None else y))
-        for k in range(len(self)):
-            state = self.step(k, state)
-        return state
+        return self.run_all((x, x if y is None else y))
 
     @torch.no_grad()
     def invert(self, x: Tensor, y: Tensor | None = None) -> State:

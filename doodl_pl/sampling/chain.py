@@ -78,6 +78,13 @@ class ChainBase:
         """The entries of a final state that are clean latents (images): all of them here."""
         return tuple(state)
 
+    def run_all(self, state: State) -> State:
+        """Cast ``state`` and apply every step in order (gradients as the caller's mode allows)."""
+        state = self.prepare(state)
+        for k in range(len(self)):
+            state = self.step(k, state)
+        return state
+
     def _eps(self, z: Tensor, k: int) -> Tensor:
         return self.model.eps(z, self.schedule.timesteps[k], self.cond)
 

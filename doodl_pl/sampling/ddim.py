@@ -24,7 +24,4 @@ class DdimChain(ChainBase):
 
     @torch.no_grad()
     def sample(self, x: Tensor) -> Tensor:
-        state = self.prepare((x,))
-        for k in range(len(self)):
-            state = self.step(k, state)
-        return state[0]
+        return self.run_all((x,))[0]

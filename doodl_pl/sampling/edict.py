@@ -124,10 +124,7 @@ class EdictChain(ChainBase):
     @torch.no_grad()
     def sample(self, x: Tensor, y: Tensor | None = None) -> State:
         """Run all steps from (x_T, y_T) (y_T = x_T when omitted) without a graph."""
-        state = self.prepare((x, x if y is None else y))
-        for k in range(len(self)):
-            state = self.step(k, state)
-        return state
+        return self.run_all((x, x if y is None else y))
 
     @torch.no_grad()
     def invert(self, x: Tensor, y: Tensor | None = None) -> State:
