@@ -249,6 +249,15 @@ def test_engine_bench_rows(unet32):
     assert round_trip_drift(chain, latents(1, 0, torch.float32)) < 1e-10
 
 
+def test_compile_unet_reaches_the_adapter(tiny_assets):
+    from doodl_pl.backbones import StableDiffusion
+
+    sd = StableDiffusion(tiny_assets["sd"], compile_unet=True)
+    assert sd.eps_model._forward is not sd.unet
+    plain = StableDiffusion(tiny_assets["sd"])
+    assert plain.eps_model._forward is plain.unet
+
+
 def test_compiled_adapter_keeps_one_copy_of_the_weights():
     from doodl_pl.models import LatentUNetEps
     from doodl_pl.testing import tiny_unet

@@ -36,6 +36,8 @@ class StableDiffusion(nn.Module):
             scheduler config and converted to ε.
         revision: hub revision.
         local_files_only: never try the network.
+        compile_unet: run the UNet through ``torch.compile`` (faster steps after a first,
+            slow call; measured in ``docs/benchmarks.md``).
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class StableDiffusion(nn.Module):
         scheduler_overrides: dict[str, Any] | None = None,
         revision: str | None = None,
         local_files_only: bool = False,
+        compile_unet: bool = False,
     ) -> None:
         super().__init__()
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
@@ -85,7 +88,10 @@ class StableDiffusion(nn.Module):
                 f"`scheduler_overrides: {{prediction_type: ...}}` to what the UNet was trained for"
             )
         self.eps_model = LatentUNetEps(
-            self.unet, prediction_type=prediction, alphas_cumprod=self.scheduler.alphas_cumprod
+            self.unet,
+            compile=compile_unet,
+            prediction_type=prediction,
+            alphas_cumprod=self.scheduler.alphas_cumprod,
         )
         self.pretrained = pretrained
 

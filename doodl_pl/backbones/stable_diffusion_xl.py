@@ -25,8 +25,8 @@ class StableDiffusionXL(StableDiffusion):
     ``vae_dtype`` says otherwise.
 
     Args:
-        pretrained, dtype, vae_dtype, scheduler_overrides, revision, local_files_only: see
-            :class:`StableDiffusion`.
+        pretrained, dtype, vae_dtype, scheduler_overrides, revision, local_files_only,
+            compile_unet: see :class:`StableDiffusion`.
     """
 
     def _vae_dtype(self, path, vae_dtype: str | None, dtype: str, kw: dict) -> torch.dtype:
