@@ -33,14 +33,23 @@ def atomic_write(path: Path, data: bytes) -> None:
 RESUME_NEUTRAL = ("output_dir", "retry_failed")
 
 
-def settings_changes(old: Any, new: Any, key: str = "model") -> list[str]:
-    """``key: old → new`` for every leaf that differs between two parsed config sections."""
+def settings_changes(old: Any, new: Any, key: str = "model", owner: str | None = None) -> list[str]:
+    """``key: old → new`` for every leaf that differs between two parsed config sections.
+
+    An ``init_args`` key that one side lacks and the other sets to the class's default is not a
+    change: it is an option added to the code since the folder was made.
+    """
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
+        cls = new.get("class_path") or old.get("class_path")
         for k in sorted(set(old) | set(new), key=str):
             if key.endswith("init_args") and k in RESUME_NEUTRAL:
                 continue
-            out += settings_changes(old.get(k), new.get(k), f"{key}.{k}")
+            if key.endswith("init_args") and (k in old) != (k in new):
+                if _is_default(owner, k, new[k] if k in new else old[k]):
+                    continue
+            sub = cls if k == "init_args" else None
+            out += settings_changes(old.get(k), new.get(k), f"{key}.{k}", sub)
         return out
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         return [
@@ -49,6 +58,28 @@ def settings_changes(old: Any, new: Any, key: str = "model") -> list[str]:
             for c in settings_changes(a, b, f"{key}[{i}]")
         ]
     return [] if old == new else [f"{key}: {old!r} → {new!r}"]
+
+
+def _is_default(class_path: str | None, name: str, value: Any) -> bool:
+    """Whether ``value`` is the default of ``name`` in ``class_path``'s constructor (or a base's)."""
+    if not class_path or "." not in class_path:
+        return False
+    import importlib
+    import inspect
+
+    module, _, attr = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError):
+        return False
+    for klass in getattr(cls, "__mro__", ()):
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        param = inspect.signature(init).parameters.get(name)
+        if param is not None and param.default is not inspect.Parameter.empty:
+            return param.default == value
+    return False
 
 
 class OutputWriter:

@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import yaml
 from PIL import Image
 from tinify import ROOT, tinify
 
@@ -71,3 +72,17 @@ def test_rerun_with_changed_settings_is_refused_and_loses_nothing(tiny_assets, t
     main(["fit", "--config", str(config), "--model.init_args.guidance_scale", "1.5",
           "--model.init_args.output_dir", str(tmp_path / "new")])  # fmt: skip
     assert (tmp_path / "new" / "manifest.jsonl").is_file()
+    # A folder made before an option existed (its config.yaml lacks the key) resumes while the
+    # option keeps its default, and is refused once the option is set otherwise.
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    model = saved.get("fit", saved)["model"]["init_args"]
+    assert (
+        model.pop("sampler") == "edict"
+        and model["backbone"]["init_args"].pop("compile_unet") is False
+    )
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    main(["fit", "--config", str(config)])
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))  # the resume rewrote it in full
+    with pytest.raises(ValueError, match=r"sampler: None → 'bdia'"):
+        main(["fit", "--config", str(config), "--model.init_args.sampler", "bdia"])
+    assert (out / "manifest.jsonl").read_text() == before
