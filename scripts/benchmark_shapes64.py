@@ -22,7 +22,14 @@ from pathlib import Path
 
 import yaml
 
-from doodl_pl.evaluation import EvalConfig, Evaluator, load_run, markdown, write_results
+from doodl_pl.evaluation import (
+    EvalConfig,
+    Evaluator,
+    load_run,
+    markdown,
+    paired_markdown,
+    write_results,
+)
 from doodl_pl.main import main as doodl_main
 from doodl_pl.outputs import settings_changes
 from doodl_pl.report import side_by_side
@@ -178,6 +185,9 @@ def main() -> None:
     )
     p.add_argument("--tune-n", type=int, default=12, help="tuning items per application")
     p.add_argument("--reps", type=int, default=200, help="bootstrap resamples for FID")
+    p.add_argument("--paired", nargs="*", default=["doodl"],
+                   help="columns to compare item by item against every other column "
+                   "(paired differences on the same items and seeds)")  # fmt: skip
     a = p.parse_args()
     sets = parse_sets(a.set)
     variants = parse_variants(a.variant)
@@ -203,6 +213,12 @@ def main() -> None:
             runs, app_dir / "evaluation" / "grid.png", [r.name for r in runs], max_items=8
         )
         table = markdown(results)
+        for focus in a.paired:
+            paired = paired_markdown(results, focus)
+            if paired:
+                table += (
+                    f"\nPaired differences (same items and seeds, 95 % t interval):\n\n{paired}"
+                )
         head = ", ".join(HEADLINE[app])
         print(f"\n## {app}  (headline: {head})\n\n{tuned}\n{table}")
         summary.append(

@@ -253,3 +253,22 @@ def test_console_evaluate_error_is_one_line(tmp_path):
     assert proc.returncode == 2
     lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("doodl-pl: error:")]
     assert len(lines) == 1 and "manifest" in lines[0] and "nowhere" in lines[0]
+
+
+def test_paired_difference_joins_items_by_id():
+    from doodl_pl.evaluation import paired_difference, paired_markdown
+
+    ids_a, a = ["x", "y", "z", "w"], [1.0, 0.0, 1.0, 1.0]
+    ids_b, b = ["w", "z", "y", "x"], [0.0, 1.0, 0.0, 0.0]  # another order, same items
+    est = paired_difference(ids_a, a, ids_b, b)
+    diffs = np.array([1.0, 0.0, 0.0, 1.0])
+    assert est.n == 4 and est.value == pytest.approx(diffs.mean()) and est.method == "paired-t"
+    half = 3.182 * diffs.std(ddof=1) / 2  # t(3) quantile · sd / sqrt(4)
+    assert (est.lo, est.hi) == pytest.approx((diffs.mean() - half, diffs.mean() + half))
+    results = [
+        {"name": "doodl", "per_item": {"id": ids_a, "color": a}},
+        {"name": "best_of_n", "per_item": {"id": ids_b, "color": b}},
+    ]
+    table = paired_markdown(results, "doodl")
+    assert "| doodl − best_of_n |" in table and "| color | +0.500 [" in table
+    assert paired_markdown(results, "absent") == ""

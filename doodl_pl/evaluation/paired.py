@@ -1,0 +1,53 @@
+"""Paired differences between runs on the same items and seeds: method A − method B per item."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .stats import Estimate, mean
+
+__all__ = ["paired_difference", "paired_markdown"]
+
+
+def paired_difference(
+    ids_a: Sequence[str], a: Sequence[float], ids_b: Sequence[str], b: Sequence[float]
+) -> Estimate:
+    """Mean of a − b over the items both runs scored (joined by id), with a Student-t interval
+    on the per-item differences: tighter than comparing two separate intervals, because each
+    item's own difficulty cancels."""
+    by_id = dict(zip(ids_b, b, strict=True))
+    diffs = [
+        float(x) - float(by_id[i])
+        for i, x in zip(ids_a, a, strict=True)
+        if i in by_id and np.isfinite(x) and np.isfinite(by_id[i])
+    ]
+    est = mean(diffs)
+    est.method = "paired-t"
+    return est
+
+
+def paired_markdown(results: list[dict[str, Any]], focus: str) -> str:
+    """A table of ``focus`` − every other run, one row per per-item metric (FID has no per-item
+    value and is left out). Empty when no run is named ``focus``."""
+    base = next((r for r in results if r["name"] == focus), None)
+    if base is None:
+        return ""
+    others = [r for r in results if r["name"] != focus]
+    keys = [k for k in base["per_item"] if k != "id"]
+    head = [f"{focus} − {r['name']}" for r in others]
+    lines = ["| metric | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    for k in keys:
+        cells = []
+        for r in others:
+            if k not in r["per_item"]:
+                cells.append("—")
+                continue
+            est = paired_difference(
+                base["per_item"]["id"], base["per_item"][k], r["per_item"]["id"], r["per_item"][k]
+            )
+            cells.append(f"{est.value:+.3f} [{est.lo:+.3f}, {est.hi:+.3f}]" if est.n > 1 else "n/a")
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
