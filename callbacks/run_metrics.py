@@ -58,9 +58,8 @@ class RunMetrics(pl.Callback):
             metrics["seconds_per_item"].update(_number(r.get("wall_s")))
             for g in guides:
                 metrics[g].update(_number(r.get(g)))
-        with (
-            warnings.catch_warnings()
-        ):  # a mean that saw no value (all failed) is nan, not a problem
+        # A mean that saw no value (every item failed) is nan, not a problem worth a warning.
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.values = {k: float(m.compute()) for k, m in metrics.items()}
         if trainer.global_rank != 0:

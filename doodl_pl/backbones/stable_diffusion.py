@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ..hub import load_or_explain, resolve
-from ..models.adapters import PREDICTION_TYPES, LatentUNetEps
+from ..models.adapters import LatentUNetEps
 from ..models.condition import TextCondition
 from ..models.protocol import freeze
 
@@ -80,19 +80,18 @@ class StableDiffusion(nn.Module):
         self.scheduler = DDIMScheduler.from_config(sched_cfg, **overrides)
         self.vae = freeze(vae)
         self.unet = freeze(unet)
-        prediction = self.scheduler.config.get("prediction_type", "epsilon")
-        if prediction not in PREDICTION_TYPES:
-            raise ValueError(
-                f"{pretrained}: scheduler/scheduler_config.json `prediction_type` must be one of "
-                f"{', '.join(PREDICTION_TYPES)}, got {prediction!r}; set "
-                f"`scheduler_overrides: {{prediction_type: ...}}` to what the UNet was trained for"
+        try:
+            self.eps_model = LatentUNetEps(
+                self.unet,
+                compile=compile_unet,
+                prediction_type=self.scheduler.config.get("prediction_type", "epsilon"),
+                alphas_cumprod=self.scheduler.alphas_cumprod,
             )
-        self.eps_model = LatentUNetEps(
-            self.unet,
-            compile=compile_unet,
-            prediction_type=prediction,
-            alphas_cumprod=self.scheduler.alphas_cumprod,
-        )
+        except ValueError as err:  # the adapter names its argument; say where it came from
+            raise ValueError(
+                f"{pretrained}: scheduler/scheduler_config.json {err}; set "
+                f"`scheduler_overrides: {{prediction_type: ...}}` to what the UNet was trained for"
+            ) from None
         self.pretrained = pretrained
 
     def _vae_dtype(self, path, vae_dtype: str | None, dtype: str, kw: dict) -> torch.dtype:
@@ -132,7 +131,7 @@ class StableDiffusion(nn.Module):
             truncation=True,
             return_tensors="pt",
         ).input_ids.to(self.unet.device)
-        return self.text_encoder(ids)[0].to(self.unet.dtype)
+        return self.text_encoder(ids)[0]
 
     def condition(
         self, prompts: list[str], negative: list[str] | None, guidance_scale: float

@@ -63,6 +63,15 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
+def _guarded(fn: Callable[[], Any], device: torch.device) -> tuple[float | None, Any]:
+    """``_timed(fn)``, or ``(None, None)`` when the step runs out of GPU memory."""
+    try:
+        return _timed(fn, device)
+    except torch.OutOfMemoryError:
+        torch.cuda.empty_cache()
+        return None, None
+
+
 def bench_engines(
     setup: BenchSetup,
     samplers: Iterable[str] = ("edict", "bdia"),
@@ -87,20 +96,16 @@ def bench_engines(
             if warmup:  # untimed: allocator, caches and any torch.compile graphs
                 gen_chain.sample(setup.x_T)
                 for name in engines:
-                    _one_step(name, chain, setup.x_T, target)
+                    _guarded(lambda n=name, c=chain: _one_step(n, c, setup.x_T, target), device)
             for _ in range(repeat):
                 gen_s.append(_timed(lambda c=gen_chain: c.sample(setup.x_T), device)[0])
                 for name in engines:
-                    try:
-                        seconds, (p, gr) = _timed(
-                            lambda n=name, c=chain: _one_step(n, c, setup.x_T, target), device
-                        )
-                    except torch.OutOfMemoryError:
-                        torch.cuda.empty_cache()
-                        step_s[name].append(None)
-                        continue
+                    seconds, out = _guarded(
+                        lambda n=name, c=chain: _one_step(n, c, setup.x_T, target), device
+                    )
                     step_s[name].append(seconds)
-                    peak[name], grad[name] = p, gr
+                    if out is not None:
+                        peak[name], grad[name] = out
             ref = grad.get("autograd")
             for name in engines:
                 times = step_s[name]

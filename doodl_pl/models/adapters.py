@@ -36,14 +36,6 @@ def _timestep(t: Tensor | int, device: torch.device) -> Tensor:
     return torch.as_tensor(t, device=device).reshape(())
 
 
-def _cat_kwargs(a: dict, b: dict) -> dict:
-    """Batch two sets of ``added_cond_kwargs`` (null branch first, as the latents are)."""
-    if not a:
-        return {}
-    ka, kb = a["added_cond_kwargs"], b["added_cond_kwargs"]
-    return {"added_cond_kwargs": {k: torch.cat([ka[k], kb[k]]) for k in ka}}
-
-
 class LatentUNetEps(nn.Module):
     """``UNet2DConditionModel`` → ε, with classifier-free guidance batched in one UNet call.
 
@@ -87,16 +79,12 @@ class LatentUNetEps(nn.Module):
         h = x.to(dtype)
         t = _timestep(t, x.device)
         embeds = cond.embeds.to(device=x.device, dtype=dtype)
-        b = x.shape[0]
-        if cond.guidance_scale == 1.0:
-            extra = cond.unet_kwargs(b, False, x.device, dtype)
+        cfg = cond.guidance_scale != 1.0
+        extra = cond.unet_kwargs(x.shape[0], x.device, dtype, cfg)
+        if not cfg:
             out = self._forward(h, t, encoder_hidden_states=embeds, **extra).sample
         else:
             null = cond.null_embeds.to(device=x.device, dtype=dtype).expand_as(embeds)
-            extra = _cat_kwargs(
-                cond.unet_kwargs(b, True, x.device, dtype),
-                cond.unet_kwargs(b, False, x.device, dtype),
-            )
             out = self._forward(
                 torch.cat([h, h]), t, encoder_hidden_states=torch.cat([null, embeds]), **extra
             ).sample

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 __all__ = ["TextCondition"]
@@ -45,14 +46,14 @@ class TextCondition:
             part(self.pooled), part(self.null_pooled), part(self.time_ids),
         )  # fmt: skip
 
-    def unet_kwargs(self, batch: int, null: bool, device, dtype) -> dict:
-        """Extra UNet keyword arguments (SDXL's ``added_cond_kwargs``) for ``batch`` latents."""
+    def unet_kwargs(self, batch: int, device, dtype, cfg: bool) -> dict:
+        """Extra UNet keyword arguments (SDXL's ``added_cond_kwargs``) for ``batch`` latents, or
+        with ``cfg`` for the null-then-prompt batch of 2·``batch`` that guidance runs."""
         if self.pooled is None:
             return {}
-        pooled = self.null_pooled if null else self.pooled
-        return {
-            "added_cond_kwargs": {
-                "text_embeds": pooled.to(device, dtype).expand(batch, -1),
-                "time_ids": self.time_ids.to(device, dtype).expand(batch, -1),
-            }
-        }
+        pooled = self.pooled.to(device, dtype).expand(batch, -1)
+        time_ids = self.time_ids.to(device, dtype).expand(batch, -1)
+        if cfg:
+            pooled = torch.cat([self.null_pooled.to(device, dtype).expand(batch, -1), pooled])
+            time_ids = torch.cat([time_ids, time_ids])
+        return {"added_cond_kwargs": {"text_embeds": pooled, "time_ids": time_ids}}

@@ -189,6 +189,29 @@ class GenerationModule(pl.LightningModule):
         return int(seed) if j == 0 else mix_seed(seed, STREAM_CANDIDATE, j)
 
     @torch.no_grad()
+    def generate(self, x: Tensor, y: Tensor, cond: TextCondition, eps=None) -> Tensor:
+        """The main final latent of the configured chain from (x_T, y_T), over ``eps`` (default:
+        the counted ε model); DDIM starts from ``x`` alone."""
+        chain = self.chain(cond, eps)
+        if self.sampler == "ddim":
+            return chain.sample(x)
+        return chain.outputs(chain.sample(x, y))[0]
+
+    @torch.no_grad()
+    def sample_candidates(
+        self, item: dict[str, Any], js: list[int] | range
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(noise, images, scores) of an item's candidates ``js``: noise from
+        :meth:`candidate_seed`, scored with the item's own :meth:`score_context`."""
+        seeds = [self.candidate_seed(item["seed"], j) for j in js]
+        noise = torch.stack([self.noise(s) for s in seeds]).to(self.device, self.state_dtype)
+        group = [item] * len(seeds)
+        images, scores = self.evaluate(
+            self.generate(noise, noise.clone(), self.condition(group)), group
+        )
+        return noise, images, scores
+
+    @torch.no_grad()
     def invert_images(self, items: list[dict[str, Any]]) -> tuple[Tensor, Tensor]:
         """Load, VAE-encode and invert the items' images through the chain → untied (x_T, y_T)."""
         size = self.backbone.image_size
@@ -225,14 +248,13 @@ class GenerationModule(pl.LightningModule):
     # -- losses -------------------------------------------------------------------------------
     def loss_context(self, items: list[dict[str, Any]], step: int, image: int = 0) -> LossContext:
         """The context of the optimised loss: cuts drawn anew per (item, step, image)."""
-        batch = {k: [it.get(k) for it in items] for k in items[0]} if items else {}
         gens = [item_generator(it["seed"], STREAM_CROPS, step, image) for it in items]
-        return LossContext(batch, gens)
+        return LossContext(_fields(items), gens)
 
     def score_context(self, items: list[dict[str, Any]]) -> LossContext:
         """The context every method *scores* images with: one fixed draw of cuts per item."""
-        batch = {k: [it.get(k) for it in items] for k in items[0]} if items else {}
-        return LossContext(batch, [item_generator(it["seed"], STREAM_SCORE) for it in items])
+        gens = [item_generator(it["seed"], STREAM_SCORE) for it in items]
+        return LossContext(_fields(items), gens)
 
     def item_losses(self, images: Tensor, ctx: LossContext) -> Tensor:
         """Weighted sum of all losses, per item."""
@@ -291,9 +313,9 @@ class GenerationModule(pl.LightningModule):
             "rank": self.global_rank,
             **record,
         }
-        if image is not None:
-            self.writer.append_metadata(item["id"], _metadata(item, row))
         line = json.loads(json.dumps(row, default=_jsonable))
+        if image is not None:
+            self.writer.append_metadata(item["id"], _metadata(item, line))
         self.writer.append(line)
         self.run_records.append(line)
 
@@ -301,6 +323,11 @@ class GenerationModule(pl.LightningModule):
         if batch["step"] == 0:
             self._t0 = time.perf_counter()
             self.eps.reset()
+
+
+def _fields(items: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The batch's per-item fields, one list per key (what a loss reads from its context)."""
+    return {k: [it.get(k) for it in items] for k in items[0]} if items else {}
 
 
 # Item fields renamed in metadata.jsonl: `image` is the data set's image column there.
@@ -311,10 +338,11 @@ _METADATA_PREFIX = "guide_"
 
 def _metadata(item: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
     """An image's ``metadata.jsonl`` fields: the item's own, then the run's summary of it."""
-    fields = {_METADATA_RENAME.get(k, k): v for k, v in item.items()}
+    fields = json.loads(json.dumps(item, default=_jsonable))
+    fields = {_METADATA_RENAME.get(k, k): v for k, v in fields.items()}
     fields.update({k: v for k, v in row.items() if k in _METADATA_FROM_RECORD})
     fields.update({k: v for k, v in row.items() if k.startswith(_METADATA_PREFIX)})
-    return json.loads(json.dumps(fields, default=_jsonable))
+    return fields
 
 
 def _jsonable(value: Any) -> Any:

@@ -9,7 +9,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..models.condition import TextCondition
 from .base import GenerationModule
 
 __all__ = ["BestOfNModule", "GuidedEps", "OneStepGuidanceModule", "VanillaModule"]
@@ -31,13 +30,6 @@ class VanillaModule(GenerationModule):
 
     def configure_optimizers(self):
         return None
-
-    @torch.no_grad()
-    def generate(self, x: Tensor, y: Tensor, cond: TextCondition, eps=None) -> Tensor:
-        chain = self.chain(cond, eps)
-        if self.sampler == "ddim":
-            return chain.sample(x)
-        return chain.outputs(chain.sample(x, y))[0]
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         items = batch["items"]
@@ -171,12 +163,7 @@ class BestOfNModule(VanillaModule):
         for i, item in enumerate(items):
             for j0 in range(0, self.n_candidates, self.candidate_batch):
                 js = list(range(j0, min(self.n_candidates, j0 + self.candidate_batch)))
-                cands = [dict(item, seed=self.candidate_seed(item["seed"], j)) for j in js]
-                x = torch.stack([self.noise(c["seed"]) for c in cands]).to(
-                    self.device, self.state_dtype
-                )
-                x0 = self.generate(x, x.clone(), self.condition(cands))
-                images, losses = self.evaluate(x0, [item] * len(js))
+                _, images, losses = self.sample_candidates(item, js)
                 for k, j in enumerate(js):
                     value = float(losses[k])
                     history[i].append(value)

@@ -159,10 +159,7 @@ class DoodlModule(GenerationModule):
         for i, item in enumerate(items):
             if k == 1 or bool(edit[i]):
                 continue
-            seeds = [self.candidate_seed(item["seed"], j) for j in range(k)]
-            noise = torch.stack([self.noise(s) for s in seeds]).to(self.device, self.state_dtype)
-            chain = self.chain(self.condition([item] * k))
-            _, scores = self.evaluate(chain.outputs(chain.sample(noise, noise))[0], [item] * k)
+            noise, _, scores = self.sample_candidates(item, range(k))
             chosen[i] = int(torch.nan_to_num(scores, nan=math.inf).argmin())
             x[i], y[i] = noise[chosen[i]], noise[chosen[i]]
         return x, y, chosen
@@ -253,9 +250,7 @@ class DoodlModule(GenerationModule):
     def _finish(self, batch: dict[str, Any]) -> None:
         items, pads = batch["items"], batch["pad"]
         x, y = self.latents.live()
-        chain = self.chain(self._cond)
-        x0 = chain.outputs(chain.sample(x, y))[0]
-        images, final = self.evaluate(x0, items)
+        images, final = self.evaluate(self.generate(x, y, self._cond), items)
         calls, vjps = self.eps.reset()
         wall = time.perf_counter() - self._t0
         for i, item in enumerate(items):
