@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
+from doodl_pl.data.datamodule import Batch
 from doodl_pl.data.images import to_pil
 from doodl_pl.outputs import atomic_write
 
@@ -41,15 +42,15 @@ class ImageLogger(pl.Callback):
             raise ValueError(f"`ImageLogger.every_n_steps` must be >= 1, got {every_n_steps}")
         self.every_n_steps, self.to_logger = every_n_steps, to_logger
         self._frames: dict[str, list[torch.Tensor]] = {}
+        self._pending: Batch | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = batch["step"]
-        items = batch["items"]
-        last = getattr(pl_module, "last_images", None)
+        step, items = batch.step, batch.items
+        last = pl_module.last_images
         if last is not None and step % self.every_n_steps == 0:
             for i, it in enumerate(items):
                 self._frames.setdefault(it["id"], []).append(last[i].cpu())
-        if batch["last"]:
+        if batch.last:
             # The module produces the final images in its own on_train_batch_end, which runs
             # after every callback's, so write them on the next batch start or at train end.
             self._pending = batch
@@ -61,15 +62,15 @@ class ImageLogger(pl.Callback):
         self._flush(trainer, pl_module)
 
     def _flush(self, trainer, pl_module) -> None:
-        batch, self._pending = getattr(self, "_pending", None), None
+        batch, self._pending = self._pending, None
         if batch is None:
             return
-        items = batch["items"]
-        finals = getattr(pl_module, "final_images", None)
+        items = batch.items
+        finals = pl_module.final_images
         out = Path(pl_module.writer.root) / "trajectories"
         out.mkdir(parents=True, exist_ok=True)
         for i, it in enumerate(items):
-            if batch["pad"][i]:
+            if batch.pad[i]:
                 continue
             frames = self._frames.pop(it["id"], [])
             if finals is not None:

@@ -25,7 +25,7 @@ class StepMetrics(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         seconds = time.perf_counter() - self._t
-        history = getattr(pl_module, "history", None)
+        history = pl_module.history
         root = Path(pl_module.writer.root)
         name = (
             "metrics.csv" if trainer.world_size == 1 else f"metrics.rank{trainer.global_rank}.csv"
@@ -37,13 +37,13 @@ class StepMetrics(pl.Callback):
             w = csv.writer(f)
             if new:
                 w.writerow(["rank", "id", "step", "loss", "seconds"])
-            for i, it in enumerate(batch["items"]):
-                if batch["pad"][i]:
+            for i, it in enumerate(batch.items):
+                if batch.pad[i]:
                     continue
-                loss = history[i][-1] if history and history[i] else ""
-                w.writerow([trainer.global_rank, it["id"], batch["step"], loss, f"{seconds:.4f}"])
+                loss = history[i][-1] if i < len(history) and history[i] else ""
+                w.writerow([trainer.global_rank, it["id"], batch.step, loss, f"{seconds:.4f}"])
                 if loss != "":
                     curves[f"loss/{it['id']}"] = float(loss)
         for logger in trainer.loggers if curves else []:
-            logger.log_metrics(curves, step=batch["step"])
-        pl_module.log("train/sec_per_step", seconds, batch_size=len(batch["items"]))
+            logger.log_metrics(curves, step=batch.step)
+        pl_module.log("train/sec_per_step", seconds, batch_size=len(batch.items))

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import re
 import sys
 from argparse import ArgumentError
 
 from lightning.pytorch.cli import LightningCLI
 
+from .config_errors import add_location, explain
 from .data.datamodule import DoodlDataModule
 from .hub import ModelLoadError
 from .modules.base import GenerationModule
 
-__all__ = ["DoodlCLI", "console", "main"]
+__all__ = ["DoodlCLI", "console", "explain", "main"]
 
 EXIT_BAD_INPUT = 2
 EXIT_ITEMS_FAILED = 3
@@ -20,7 +20,18 @@ USER_ERRORS = (ValueError, FileNotFoundError, ModelLoadError, ArgumentError)
 
 
 class DoodlCLI(LightningCLI):
-    """LightningCLI whose run config is stamped into every output PNG."""
+    """LightningCLI whose run config is stamped into every output PNG, and whose errors say
+    where in the config the argument they name was (a note on the exception)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        try:
+            super().__init__(*args, **kwargs)
+        except USER_ERRORS as err:
+            config = getattr(self, "config", None)  # absent when parsing itself failed
+            if config is not None:
+                sub = self.subcommand if getattr(self, "subcommand", None) else None
+                add_location(err, (config[sub] if sub else config).as_dict())
+            raise
 
     def before_fit(self) -> None:
         try:
@@ -48,35 +59,6 @@ class DoodlCLI(LightningCLI):
                 f"{sorted(model.failed_ids)[:10]}; see `reason` in manifest.jsonl",
                 file=sys.stderr,
             )
-
-
-def explain(err: BaseException) -> str:
-    """One readable line from a (possibly jsonargparse-wrapped) configuration error."""
-    text = str(err)
-    unknown = re.search(r"Option '([^']+)' is not accepted", text)
-    where = re.search(r'Parser key "([^"]+)"', text)
-    cls = re.search(r"class_path '([^']+)'", text)
-    if unknown:
-        key = unknown.group(1)
-        if where and cls:
-            key = f"{where.group(1)}.init_args.{key}"
-        owner = f" of {cls.group(1)}" if cls else ""
-        return (
-            f"unknown config key `{key}`{owner}; check its spelling and level "
-            f"(`doodl-pl fit --help` and `--print_config` list the accepted keys)"
-        )
-    ours = re.findall(r"(`[\w.\[\]]+` [^\n]+)", text)
-    if ours:
-        return ours[0]
-    lines = [
-        ln.strip()
-        for ln in text.splitlines()
-        if ln.strip()
-        and not ln.strip().startswith(
-            ("Given value", "Subtypes:", "- Expected a <class 'NoneType'>")
-        )
-    ]
-    return " ".join(lines)[:2000]
 
 
 def _build(args: list[str] | None) -> DoodlCLI:

@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import Tensor
 
-__all__ = ["OutputWriter", "atomic_write", "settings_changes"]
+__all__ = ["OutputWriter", "atomic_write", "jsonable", "metadata_fields", "settings_changes"]
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -141,7 +141,7 @@ class OutputWriter:
         a rerun skips finished items, so it would mix two settings in one folder.
 
         Raises:
-            ValueError: naming ``model.init_args.output_dir`` and the settings that changed.
+            ValueError: naming ``output_dir`` and the settings that changed.
         """
         import yaml
 
@@ -162,9 +162,9 @@ class OutputWriter:
                 f"; and {len(changes) - 5} more" if len(changes) > 5 else ""
             )
             raise ValueError(
-                f"`model.init_args.output_dir` = {str(self.root)!r} holds {len(finished)} "
+                f"`output_dir` = {str(self.root)!r} holds {len(finished)} "
                 f"finished item(s) made with other settings ({shown}), and a rerun only adds the "
-                f"missing ones. Set a new `model.init_args.output_dir`, or move that folder away "
+                f"missing ones. Set a new `output_dir`, or move that folder away "
                 f"to start over (its config.yaml records the old settings)."
             )
 
@@ -202,3 +202,25 @@ class OutputWriter:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+# Item fields renamed in metadata.jsonl: `image` is the data set's image column there.
+_METADATA_RENAME = {"image": "source_image"}
+_METADATA_FROM_RECORD = ("method", "status", "loss_start", "loss_end", "unet_calls", "wall_s")
+_METADATA_PREFIX = "guide_"
+
+
+def metadata_fields(item: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """An image's ``metadata.jsonl`` fields: the item's own, then the run's summary of it."""
+    fields = json.loads(json.dumps(item, default=jsonable))
+    fields = {_METADATA_RENAME.get(k, k): v for k, v in fields.items()}
+    fields.update({k: v for k, v in row.items() if k in _METADATA_FROM_RECORD})
+    fields.update({k: v for k, v in row.items() if k.startswith(_METADATA_PREFIX)})
+    return fields
+
+
+def jsonable(value: Any) -> Any:
+    """JSON for what ``json`` cannot write itself: tensors as lists, numbers as floats."""
+    if isinstance(value, Tensor):
+        return value.tolist()
+    return float(value)

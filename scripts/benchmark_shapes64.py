@@ -28,11 +28,11 @@ from doodl_pl.evaluation import (
     load_run,
     markdown,
     paired_markdown,
+    side_by_side,
     write_results,
 )
 from doodl_pl.main import main as doodl_main
 from doodl_pl.outputs import settings_changes
-from doodl_pl.report import side_by_side
 from doodl_pl.shapes64.benchmark import APPS, METHODS, build_items, method_config
 
 ROOT = Path(__file__).resolve().parents[1]

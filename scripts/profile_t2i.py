@@ -17,7 +17,7 @@ import torch
 import yaml
 from diffusers import UNet2DConditionModel
 
-from doodl_pl.shapes64.train import TextToImageRecipe
+from doodl_pl.shapes64.recipes import TextToImageRecipe
 
 
 def build(args: dict) -> UNet2DConditionModel:

@@ -1,4 +1,7 @@
-"""Building blocks for module-level tests on the tiny components."""
+"""The test suite's helpers, in one place: tiny configs, fitting, manifests, chains' inputs.
+
+Fixtures live in ``conftest.py`` (pytest finds them); everything a test imports comes from here.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +9,16 @@ import json
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
+import yaml
 
 from doodl_pl.backbones import StableDiffusion
 from doodl_pl.data import DoodlDataModule
+from doodl_pl.data.items import read_items
+from doodl_pl.sampling import Schedule, official_edict_scheduler
+from doodl_pl.testing import tiny_text_condition
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def trainer(**kw) -> pl.Trainer:
@@ -51,3 +61,93 @@ def items(n, prompt="a red circle", seed0=0):
 def nan_loss(images):
     """A loss that is NaN for every image (for failure-path tests)."""
     return images.mean(dim=(1, 2, 3)) * float("nan")
+
+
+# -- chains: schedules, conditions and latents -------------------------------------------------
+def make_schedule(steps: int, strength: float = 1.0) -> Schedule:
+    return Schedule.from_scheduler(official_edict_scheduler(), steps, strength)
+
+
+def cond(batch: int, dtype=torch.float64, scale: float = 7.5):
+    return tiny_text_condition(batch, dtype=dtype, scale=scale)
+
+
+def latents(batch: int, seed: int = 0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, 4, 8, 8, generator=g, dtype=dtype)
+
+
+# -- configs: a real-model config turned into one on the tiny components -------------------------
+def tinify(
+    config: Path,
+    assets: dict[str, str],
+    out: Path,
+    opt_steps: int = 2,
+    steps: int = 3,
+    limit: int = 2,
+) -> Path:
+    cfg = yaml.safe_load(config.read_text())
+    m = cfg["model"]["init_args"]
+    xl = m["backbone"]["class_path"].endswith("StableDiffusionXL")
+    m["backbone"]["init_args"] = {"pretrained": assets["sdxl" if xl else "sd"], "dtype": "float32"}
+    m["num_inference_steps"] = steps
+    m["output_dir"] = str(out)
+    if "opt_steps" in m:
+        m["opt_steps"] = opt_steps
+    if "match_opt_steps" in m:
+        m["match_opt_steps"] = 1
+        m["candidate_batch"] = 2
+    for loss in m.get("loss") or []:
+        ia = loss.setdefault("init_args", {})
+        if "models" in ia:
+            ia["models"] = [
+                {
+                    "name": assets["clip_cfg"],
+                    "pretrained": assets["clip_w"],
+                    "weight": spec.get("weight", 1.0),
+                }
+                for spec in ia["models"]
+            ]
+            ia["n_cuts"] = 2
+        if "clip" in ia:
+            ia["clip"] = {"name": assets["clip_cfg"], "pretrained": assets["clip_w"]}
+        if "head_path" in ia:
+            ia["head_path"] = assets["head"]
+        if "checkpoint_path" in ia:
+            ia.update(
+                model_name="resnet10t",
+                checkpoint_path=assets["classifier"],
+                num_classes=5,
+                input_size=32,
+            )
+    trainer = cfg.setdefault("trainer", {})
+    trainer["accelerator"] = "cpu"
+    trainer["enable_progress_bar"] = False
+    data_cfg = cfg["data"]["init_args"]
+    data_cfg["batch_size"] = min(data_cfg.get("batch_size", 1), 2)
+    if isinstance(trainer.get("logger"), dict):
+        trainer["logger"]["init_args"]["save_dir"] = str(out)
+    data = cfg["data"]["init_args"]
+    if "items" in data:
+        items = []
+        for it in read_items(ROOT / data["items"])[:limit]:
+            d = {"id": it.id, "prompt": it.prompt, "seed": it.seed}
+            if it.class_index is not None:
+                d["class_index"] = it.class_index % 5
+            if it.reference_images:
+                d["reference_images"] = [assets["image"]]
+            if it.image:
+                d["image"] = assets["image"]
+            if it.aesthetic_target is not None:
+                d["aesthetic_target"] = it.aesthetic_target
+            items.append(d)
+        items_file = out.parent / f"{out.name}_items.jsonl"
+        items_file.write_text("".join(json.dumps(d) + "\n" for d in items))
+        data["items"] = str(items_file)
+    else:
+        data["prompts"] = str(ROOT / data["prompts"])
+        data["seeds"] = "0-0"
+        data["limit"] = limit
+    path = out.parent / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path

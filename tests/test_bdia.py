@@ -2,8 +2,7 @@
 
 import pytest
 import torch
-from conftest import cond, latents, make_schedule
-from helpers import backbone, fit, items
+from helpers import backbone, cond, fit, items, latents, make_schedule
 
 from doodl_pl.engines import AutogradEngine, CheckpointEngine, ReversibleEngine
 from doodl_pl.losses import ColorLoss

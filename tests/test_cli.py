@@ -2,8 +2,8 @@ import json
 
 import pytest
 import yaml
+from helpers import ROOT, tinify
 from PIL import Image
-from tinify import ROOT, tinify
 
 from doodl_pl.main import main
 

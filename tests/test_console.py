@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tinify import ROOT, tinify
+from helpers import ROOT, tinify
 
 BIN = Path(sys.executable).parent
 

@@ -7,8 +7,8 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import ROOT, tinify
 from PIL import Image
-from tinify import ROOT, tinify
 
 
 def run_cli(config, *extra):

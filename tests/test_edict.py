@@ -1,7 +1,7 @@
 import pytest
 import torch
-from conftest import cond, latents, make_schedule
 from diffusers import DDIMScheduler
+from helpers import cond, latents, make_schedule
 
 from doodl_pl.models import AnalyticEps
 from doodl_pl.sampling import DdimChain, EdictChain, Schedule, official_edict_scheduler

@@ -1,6 +1,6 @@
 import pytest
 import torch
-from conftest import cond, latents, make_schedule
+from helpers import cond, latents, make_schedule
 
 from doodl_pl.engines import AutogradEngine, CheckpointEngine, ReversibleEngine, make_engine
 from doodl_pl.models import AnalyticEps

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from tinify import ROOT
+from helpers import ROOT
 
 
 def test_callbacks_import_from_installed_copy(tmp_path):

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import ROOT, tinify
 from PIL import Image
-from tinify import ROOT, tinify
 
 from doodl_pl.data import DoodlDataModule, ImageLoadError, load_image
 from doodl_pl.hub import ModelLoadError
@@ -155,10 +155,10 @@ def _config(tiny_assets, tmp_path, **model):
 @pytest.mark.parametrize(
     "bad,expected",
     [
-        ({"mix": 1.3}, "`model.init_args.mix` must be in (0, 1], got 1.3"),
-        ({"num_inference_steps": 0}, "`model.init_args.num_inference_steps` must be >= 1"),
-        ({"guidance_scale": -2.0}, "`model.init_args.guidance_scale` must be >= 0"),
-        ({"opt_steps": 0}, "`model.init_args.opt_steps` must be >= 1"),
+        ({"mix": 1.3}, "`mix` must be in (0, 1], got 1.3 (config: `model.init_args.mix`)"),
+        ({"num_inference_steps": 0}, "config: `model.init_args.num_inference_steps`"),
+        ({"guidance_scale": -2.0}, "`guidance_scale` must be >= 0, got -2.0 (config: `model."),
+        ({"opt_steps": 0}, "`opt_steps` must be >= 1, got 0 (config: `model.init_args.opt_steps`)"),
         ({"mixx": 0.5}, "unknown config key `model.init_args.mixx`"),
     ],
 )
@@ -166,6 +166,60 @@ def test_config_errors_name_the_key(tiny_assets, tmp_path, bad, expected):
     with pytest.raises((ValueError, ArgumentError)) as exc:
         main(["fit", "--config", str(_config(tiny_assets, tmp_path, **bad))])
     assert expected in explain(exc.value)
+
+
+def _console(args, monkeypatch, capsys) -> str:
+    """Run ``doodl-pl ARGS`` as the console does; return its one error line (exit status 2)."""
+    monkeypatch.setattr(sys, "argv", ["doodl-pl", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("doodl-pl:")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_each_kind_of_bad_input_prints_one_line_naming_it(
+    tiny_assets, tmp_path, monkeypatch, capsys
+):
+    """Items file (file and line), image (item and path), config key and value (config path),
+    model path (the key and how to pass a local path): the printed line says where."""
+    config = tinify(TEXT, tiny_assets, tmp_path / "o")
+    cfg = yaml.safe_load(config.read_text())
+    items = tmp_path / "bad_items.jsonl"
+    items.write_text('{"id": "a", "prompt": "x", "seed": 1}\n{"id": "b", "seed": "abc"}\n')
+    use = ["--data.init_args.prompts", "null", "--data.init_args.items"]
+    line = _console(["fit", "--config", str(config), *use, str(items)], monkeypatch, capsys)
+    assert f"{items}:2" in line and "`seed`" in line
+    edit = tmp_path / "edit_items.jsonl"
+    edit.write_text('{"id": "e1", "prompt": "x", "image": "missing.png"}\n')
+    line = _console(["fit", "--config", str(config), *use, str(edit)], monkeypatch, capsys)
+    assert "item 'e1' `image`" in line and "missing.png" in line
+    line = _console(["fit", "--config", str(config), "--model.init_args.opt_stepz", "3"],
+                    monkeypatch, capsys)  # fmt: skip
+    assert "unknown config key `model.init_args.opt_stepz`" in line
+    line = _console(["fit", "--config", str(config), "--model.init_args.gamma", "2"],
+                    monkeypatch, capsys)  # fmt: skip
+    assert "`gamma` must be in (0, 1], got 2.0" in line
+    assert "config: `model.init_args.gamma`" in line
+    line = _console(["fit", "--config", str(config), "--data.init_args.batch_size", "0"],
+                    monkeypatch, capsys)  # fmt: skip
+    assert line == (
+        "doodl-pl: error: `batch_size` must be >= 1, got 0 (config: `data.init_args.batch_size`)"
+    )
+    missing = str(tmp_path / "no_such_model")
+    args = ["fit", "--config", str(config), "--model.init_args.backbone.init_args.pretrained"]
+    line = _console([*args, missing], monkeypatch, capsys)
+    assert "no_such_model" in line and "local file or directory" in line
+    assert "config: `model.init_args.backbone.init_args.pretrained`" in line
+    loss = cfg["model"]["init_args"]["loss"][0]["class_path"].rpartition(".")[2]
+    # a loss argument is located inside the loss list, not at the model's top level
+    assert loss == "CLIPTextLoss"
+    bad_cfg = tmp_path / "bad_loss.yaml"
+    cfg["model"]["init_args"]["loss"][0]["init_args"]["min_cut"] = 7.0
+    bad_cfg.write_text(yaml.safe_dump(cfg))
+    line = _console(["fit", "--config", str(bad_cfg)], monkeypatch, capsys)
+    assert "`min_cut`" in line and "config: `model.init_args.loss[0].init_args.min_cut`" in line
 
 
 def test_offline_model_id_says_how_to_pass_a_path(monkeypatch):

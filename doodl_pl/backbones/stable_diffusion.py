@@ -54,7 +54,7 @@ class StableDiffusion(nn.Module):
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
         path = resolve(pretrained)
-        key = "model.init_args.backbone.init_args.pretrained"
+        key = "pretrained"
         kw = dict(revision=revision, local_files_only=local_files_only)
         torch_dtype = getattr(torch, dtype)
 

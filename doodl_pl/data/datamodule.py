@@ -3,14 +3,49 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import lightning.pytorch as pl
 from torch.utils.data import DataLoader, Dataset
 
-from .items import Item, ItemsError, grid_items, read_items
+from .images import check_image
+from .items import Item, ItemsError, grid_items, item_from_dict, read_items
 
-__all__ = ["DoodlDataModule", "parse_seeds", "shard"]
+__all__ = ["Batch", "DoodlDataModule", "ItemConsumer", "parse_seeds", "shard"]
+
+
+@dataclass
+class Batch:
+    """One training step's input: a batch of items at optimisation step ``step``.
+
+    Attributes:
+        items: the items' fields (``id``, ``prompt``, ``seed``, …), one dict per item.
+        pad: per item, True for a pad (repeats an item so every rank runs as many batches;
+            never written).
+        step: optimisation step within the batch, 0 … repeats − 1.
+        last: whether this is the batch's last step (the module writes its outputs then).
+        index: the batch's index on this rank.
+    """
+
+    items: list[dict[str, Any]]
+    pad: list[bool]
+    step: int
+    last: bool
+    index: int
+
+
+@runtime_checkable
+class ItemConsumer(Protocol):
+    """What :class:`DoodlDataModule` needs from the module it feeds."""
+
+    batch_repeats: int
+    """Steps each batch is repeated for (DOODL's m; 1 for one-pass methods)."""
+
+    def finished_ids(self) -> set[str]:
+        """Ids of items already done (skipped by this run)."""
+        ...
 
 
 def parse_seeds(seeds: list[int] | int | str) -> list[int]:
@@ -22,7 +57,7 @@ def parse_seeds(seeds: list[int] | int | str) -> list[int]:
         try:
             return list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
         except ValueError as err:
-            raise ValueError(f"`data.init_args.seeds` must look like '0-9', got {seeds!r}") from err
+            raise ValueError(f"`seeds` must look like '0-9', got {seeds!r}") from err
     return [int(s) for s in seeds]
 
 
@@ -52,16 +87,10 @@ class _Steps(Dataset):
     def __len__(self) -> int:
         return len(self.units)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, i: int) -> Batch:
         b, j = self.units[i]
         chunk, pads = self.batches[b]
-        return {
-            "items": [it.to_dict() for it in chunk],
-            "pad": list(pads),
-            "step": j,
-            "last": j == self.repeats - 1,
-            "batch_index": b,
-        }
+        return Batch([it.to_dict() for it in chunk], list(pads), j, j == self.repeats - 1, b)
 
 
 def _identity(x):
@@ -94,12 +123,9 @@ class DoodlDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"`data.init_args.batch_size` must be >= 1, got {batch_size}")
+            raise ValueError(f"`batch_size` must be >= 1, got {batch_size}")
         if sum(x is not None for x in (items, prompts, inline)) != 1:
-            raise ValueError(
-                "set exactly one of `data.init_args.items`, `data.init_args.prompts` "
-                "or `data.init_args.inline`"
-            )
+            raise ValueError("set exactly one of `items`, `prompts` or `inline`")
         self.items_file, self.prompts, self.seeds = items, prompts, seeds
         self.inline, self.batch_size, self.limit = inline, batch_size, limit
         self._items: list[Item] | None = None
@@ -112,21 +138,17 @@ class DoodlDataModule(pl.LightningDataModule):
             elif self.prompts is not None:
                 items = grid_items(self.prompts, parse_seeds(self.seeds))
             else:
-                from .items import _item
-
                 items = [
-                    _item(raw, f"data.init_args.inline[{i}]", _cwd())
+                    item_from_dict(raw, f"inline[{i}]", Path.cwd())
                     for i, raw in enumerate(self.inline)
                 ]
                 if len({it.id for it in items}) != len(items):
-                    raise ItemsError("`data.init_args.inline`: item ids must be unique")
+                    raise ItemsError("`inline`: item ids must be unique")
             self._items = items[: self.limit] if self.limit is not None else items
         return self._items
 
     def setup(self, stage: str) -> None:
         """Parse the items and check every image they name, before any model work."""
-        from .images import check_image
-
         for it in self.all_items:
             if it.image:
                 check_image(it.image, f"item {it.id!r} `image`")
@@ -135,9 +157,14 @@ class DoodlDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         module = self.trainer.lightning_module
-        done = module.finished_ids() if hasattr(module, "finished_ids") else set()
+        if not isinstance(module, ItemConsumer):
+            raise TypeError(
+                f"DoodlDataModule feeds an ItemConsumer (batch_repeats, finished_ids()); "
+                f"{type(module).__name__} is not one"
+            )
+        done = module.finished_ids()
         pending = [it for it in self.all_items if it.id not in done]
-        repeats = getattr(module, "batch_repeats", 1)
+        repeats = module.batch_repeats
         batches = shard(pending, self.trainer.global_rank, self.trainer.world_size, self.batch_size)
         return DataLoader(
             _Steps(batches, repeats),
@@ -146,9 +173,3 @@ class DoodlDataModule(pl.LightningDataModule):
             collate_fn=_identity,
             num_workers=0,
         )
-
-
-def _cwd():
-    from pathlib import Path
-
-    return Path.cwd()

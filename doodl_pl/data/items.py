@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Item", "ItemsError", "grid_items", "read_items"]
+__all__ = ["Item", "ItemsError", "grid_items", "item_from_dict", "read_items"]
 
 
 class ItemsError(ValueError):
@@ -47,7 +47,9 @@ class Item:
 _FIELDS = {f.name for f in fields(Item)} - {"extra"}
 
 
-def _item(raw: Any, where: str, base: Path) -> Item:
+def item_from_dict(raw: Any, where: str, base: Path) -> Item:
+    """An :class:`Item` from one parsed record; ``where`` (e.g. ``items.jsonl:3``) starts every
+    error message, and relative image paths are taken relative to ``base``."""
     if not isinstance(raw, dict):
         raise ItemsError(f"{where}: expected a JSON object, got {type(raw).__name__}")
     if "id" not in raw or str(raw["id"]).strip() == "":
@@ -83,13 +85,13 @@ def read_items(path: str | Path) -> list[Item]:
     taken relative to the file's folder. Duplicate ids are an error."""
     path = Path(path)
     if not path.is_file():
-        raise ItemsError(f"items file {str(path)!r} does not exist (`data.init_args.items`)")
+        raise ItemsError(f"`items` file {str(path)!r} does not exist")
     base = path.parent
     items: list[Item] = []
     if path.suffix.lower() == ".csv":
         with path.open(newline="", encoding="utf-8") as f:
             for n, row in enumerate(csv.DictReader(f), start=2):
-                items.append(_item(row, f"{path}:{n}", base))
+                items.append(item_from_dict(row, f"{path}:{n}", base))
     else:
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip() or line.lstrip().startswith("#"):
@@ -101,7 +103,7 @@ def read_items(path: str | Path) -> list[Item]:
                     f"{path}:{n}: malformed JSON ({err.msg} at column {err.colno}); each line "
                     f'must be one object like {{"id": "a", "prompt": "a cat", "seed": 0}}'
                 ) from err
-            items.append(_item(raw, f"{path}:{n}", base))
+            items.append(item_from_dict(raw, f"{path}:{n}", base))
     seen: dict[str, int] = {}
     for i, it in enumerate(items):
         if it.id in seen:
@@ -116,7 +118,7 @@ def grid_items(prompts_file: str | Path, seeds: list[int], **common: Any) -> lis
     """Every prompt (one per non-empty line) × every seed, ids ``p{line:04d}_s{seed}``."""
     path = Path(prompts_file)
     if not path.is_file():
-        raise ItemsError(f"prompts file {str(path)!r} does not exist (`data.init_args.prompts`)")
+        raise ItemsError(f"`prompts` file {str(path)!r} does not exist")
     items = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         prompt = line.strip()

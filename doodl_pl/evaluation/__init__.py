@@ -1,7 +1,9 @@
 """Evaluation of generated outputs: CLIP score, validity, FID, aesthetic and Shapes-64 checks."""
 
-from .evaluate import EvalConfig, Evaluator, main, markdown, write_results
+from .cli import main
+from .evaluator import EvalConfig, Evaluator
 from .paired import paired_difference, paired_markdown
+from .results import markdown, plot, side_by_side, write_results
 from .run import RunOutputs, load_run
 from .stats import Estimate, bootstrap, mean, proportion
 
@@ -16,6 +18,8 @@ __all__ = [
     "load_run",
     "main",
     "markdown",
+    "plot",
+    "side_by_side",
     "mean",
     "proportion",
     "write_results",

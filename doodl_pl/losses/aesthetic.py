@@ -67,9 +67,9 @@ class AestheticLoss(ImageLoss):
         weight: float = 1.0,
     ) -> None:
         super().__init__(weight)
-        self.clip = ClipModel(clip or ClipSpec("ViT-L-14", "openai"), key="loss.init_args.clip")
+        self.clip = ClipModel(clip or ClipSpec("ViT-L-14", "openai"), key="clip")
         path = resolve(head_path)
-        state = load_or_explain("loss.init_args.head_path", head_path, lambda: load_weights(path))
+        state = load_or_explain("head_path", head_path, lambda: load_weights(path))
         activation = load_metadata(path).get("activation")
         self.head = AestheticHead(state, activation).requires_grad_(False).eval()
         self.target = target

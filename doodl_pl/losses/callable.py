@@ -30,7 +30,7 @@ class CallableLoss(ImageLoss):
 
     def __init__(self, function: str, weight: float = 1.0) -> None:
         super().__init__(weight)
-        self.fn = import_object(function, "loss.init_args.function")
+        self.fn = import_object(function, "function")
         self.function = function
 
     def forward(self, images: Tensor, ctx: LossContext) -> Tensor:

@@ -46,7 +46,7 @@ class ClassifierLoss(ImageLoss):
         from timm.data import resolve_data_config
 
         if loss not in ("ce", "bce"):
-            raise ValueError(f"`loss.init_args.loss` must be 'ce' or 'bce', got {loss!r}")
+            raise ValueError(f"`loss` must be 'ce' or 'bce', got {loss!r}")
         path = resolve(checkpoint_path) if checkpoint_path else ""
 
         def load():
@@ -54,9 +54,7 @@ class ClassifierLoss(ImageLoss):
                 model_name, pretrained=pretrained, num_classes=num_classes, checkpoint_path=path
             )
 
-        self.model = freeze(
-            load_or_explain("loss.init_args.checkpoint_path", checkpoint_path or model_name, load)
-        )
+        self.model = freeze(load_or_explain("checkpoint_path", checkpoint_path or model_name, load))
         cfg = resolve_data_config({}, model=self.model)
         self.input_size = int(input_size or cfg["input_size"][-1])
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
@@ -81,7 +79,7 @@ class ClassifierLoss(ImageLoss):
             if t is None or not 0 <= int(t) < self.num_classes:
                 raise ValueError(
                     f"ClassifierLoss needs a target class in [0, {self.num_classes}): set "
-                    f"`loss.init_args.target` or each item's `class_index` (got {t!r})"
+                    f"`target` or each item's `class_index` (got {t!r})"
                 )
             targets.append(int(t))
         return targets

@@ -37,7 +37,7 @@ class _ClipEnsembleLoss(ImageLoss):
         if reduction not in ("mean", "min"):
             raise ValueError(f"`reduction` must be 'mean' or 'min', got {reduction!r}")
         specs = models or [ClipSpec()]
-        self.models = nn.ModuleList(ClipModel(s, key="loss.init_args.models") for s in specs)
+        self.models = nn.ModuleList(ClipModel(s, key="models") for s in specs)
         self.n_cuts, self.cut_power, self.reduction = n_cuts, cut_power, reduction
 
     def targets(self, model: ClipModel, ctx: LossContext, batch_size: int) -> Tensor:
@@ -153,7 +153,7 @@ class CLIPImageLoss(_ClipEnsembleLoss):
             paths = self.reference_images or ctx.field("reference_images", i)
             if not paths:
                 raise ValueError(
-                    "CLIPImageLoss needs reference images: set `loss.init_args.reference_images` "
+                    "CLIPImageLoss needs reference images: set `reference_images` "
                     "or give each item a `reference_images` list"
                 )
             out.append(self._reference(model, index, tuple(paths)))

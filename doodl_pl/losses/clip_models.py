@@ -43,7 +43,7 @@ def spherical_distance(a: Tensor, b: Tensor) -> Tensor:
 class ClipModel(nn.Module):
     """A frozen open_clip model with normalised image/text embeddings."""
 
-    def __init__(self, spec: ClipSpec, key: str = "loss.models") -> None:
+    def __init__(self, spec: ClipSpec, key: str = "models") -> None:
         super().__init__()
         import open_clip
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 
@@ -11,11 +12,13 @@ import torch
 from torch import Tensor
 
 from ..backbones.stable_diffusion import StableDiffusion
+from ..callbacks import RunMetrics
+from ..data.datamodule import Batch
 from ..data.images import load_image
 from ..losses.base import ImageLoss, LossContext
 from ..models.condition import TextCondition
 from ..models.counting import CountingEps
-from ..outputs import OutputWriter
+from ..outputs import OutputWriter, jsonable, metadata_fields
 from ..sampling.bdia import BdiaChain, check_gamma
 from ..sampling.chain import ChainBase
 from ..sampling.ddim import DdimChain
@@ -52,9 +55,19 @@ class GenerationModule(pl.LightningModule):
         encode_sample: encode real images with a posterior sample (seeded) instead of the mean.
         output_dir: where ``images/`` and ``manifest.jsonl`` go.
         retry_failed: rerun items whose manifest status is ``failed``.
+
+    Attributes (what callbacks and the CLI read):
+        writer: the output folder (``writer.root``).
+        batch_repeats: training steps per batch (DOODL's m; 1 here).
+        history: per item of the current batch, its scores so far (DOODL: one per iterate).
+        last_images: the current batch's main images at the latest step ``(n, 3, H, W)``.
+        final_images: the current batch's output images, once it is finished.
+        run_records: every manifest line this run wrote.
+        failed_ids: ids of the items this run marked failed.
+        run_config: the run's config as YAML (stamped into each PNG), when run by the CLI.
     """
 
-    batch_repeats = 1
+    batch_repeats: int = 1
     method = "generate"
     samplers: tuple[str, ...] = ("edict", "bdia")
 
@@ -76,26 +89,22 @@ class GenerationModule(pl.LightningModule):
         retry_failed: bool = False,
     ) -> None:
         super().__init__()
-        key = "model.init_args"
         if num_inference_steps < 1:
-            raise ValueError(f"`{key}.num_inference_steps` must be >= 1, got {num_inference_steps}")
+            raise ValueError(f"`num_inference_steps` must be >= 1, got {num_inference_steps}")
         for name, value in (
             ("guidance_scale", guidance_scale),
             ("inversion_guidance_scale", inversion_guidance_scale),
         ):
             if value < 0:
-                raise ValueError(f"`{key}.{name}` must be >= 0, got {value}")
+                raise ValueError(f"`{name}` must be >= 0, got {value}")
         if not 0 < strength <= 1:
-            raise ValueError(f"`{key}.strength` must be in (0, 1], got {strength}")
+            raise ValueError(f"`strength` must be in (0, 1], got {strength}")
         if sampler not in self.samplers:
             raise ValueError(
-                f"`{key}.sampler` must be one of {', '.join(map(repr, self.samplers))}, "
-                f"got {sampler!r}"
+                f"`sampler` must be one of {', '.join(map(repr, self.samplers))}, got {sampler!r}"
             )
         if state_dtype not in ("float64", "float32"):
-            raise ValueError(
-                f"`{key}.state_dtype` must be 'float64' or 'float32', got {state_dtype!r}"
-            )
+            raise ValueError(f"`state_dtype` must be 'float64' or 'float32', got {state_dtype!r}")
         self.backbone = backbone
         losses = [] if loss is None else (list(loss) if isinstance(loss, (list, tuple)) else [loss])
         self.losses = torch.nn.ModuleList(losses)
@@ -103,8 +112,8 @@ class GenerationModule(pl.LightningModule):
         self.num_inference_steps = num_inference_steps
         self.guidance_scale = float(guidance_scale)
         self.sampler = sampler
-        self.mix = check_mix(mix, f"{key}.mix")
-        self.gamma = check_gamma(gamma, f"{key}.gamma")
+        self.mix = check_mix(mix)
+        self.gamma = check_gamma(gamma)
         self.strength = strength
         self.state_dtype = getattr(torch, state_dtype)
         self.inversion_prompt = inversion_prompt
@@ -114,14 +123,14 @@ class GenerationModule(pl.LightningModule):
         self.retry_failed = retry_failed
         self.run_config: str | None = None
         self.failed_ids: set[str] = set()
-        # Every manifest line this run wrote (read by the RunMetrics callback).
         self.run_records: list[dict[str, Any]] = []
+        self.history: list[list[float]] = []
+        self.last_images: Tensor | None = None
+        self.final_images: Tensor | None = None
         self._schedule: Schedule | None = None
         self._t0 = 0.0
 
-    def configure_callbacks(self):
-        from ..callbacks import RunMetrics  # the callbacks package imports doodl_pl itself
-
+    def configure_callbacks(self) -> list[pl.Callback]:
         return [RunMetrics()]
 
     def train(self, mode: bool = True):
@@ -141,7 +150,7 @@ class GenerationModule(pl.LightningModule):
         trainer = self.trainer
         if trainer.world_size > 1 and trainer._accelerator_connector.use_distributed_sampler:
             raise ValueError(
-                "`trainer.use_distributed_sampler` must be false: doodl_pl shards items itself "
+                "the Trainer's `use_distributed_sampler` must be false: doodl_pl shards items itself "
                 "(a distributed sampler would shuffle and duplicate them)"
             )
 
@@ -288,39 +297,79 @@ class GenerationModule(pl.LightningModule):
         return out
 
     # -- outputs ------------------------------------------------------------------------------
-    def write_item(
-        self, item: dict[str, Any], image: Tensor | None, record: dict[str, Any]
-    ) -> None:
-        """Write the PNG (unless ``image`` is None: a failed item) and then its manifest line."""
-        if record.get("status") == "failed":
-            self.failed_ids.add(item["id"])
-        text = {
-            "prompt": item.get("prompt", ""),
-            "seed": str(item["seed"]),
-            "id": item["id"],
-            "method": self.method,
+    def batch_cost(self, n: int) -> dict[str, float]:
+        """The batch's UNet calls and seconds since its first step, per item (``n`` items);
+        resets the call counter for the next batch."""
+        calls, vjps = self.eps.reset()
+        wall = time.perf_counter() - self._t0
+        return {
+            "wall_s": wall / max(1, n),
+            "batch_wall_s": wall,
+            "unet_calls": (calls + vjps) / max(1, n),
+            "unet_forwards": calls / max(1, n),
+            "unet_vjps": vjps / max(1, n),
         }
-        if self.run_config:
-            text["config"] = self.run_config
-        if image is not None:
-            self.writer.write_image(item["id"], image, text)
-            record = {**record, **self.guide_scores(image, item)}
+
+    def record(
+        self,
+        item: dict[str, Any],
+        image: Tensor | None,
+        losses: list[float],
+        end: float,
+        cost: dict[str, float],
+        failed: str | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Write one finished item: its PNG and ``metadata.jsonl`` line (unless it failed), then
+        its ``manifest.jsonl`` line, the one record every method writes.
+
+        Args:
+            item: the item's fields.
+            image: its output image ``(3, H, W)``.
+            losses: its scores, the starting image's first.
+            end: the output image's score.
+            cost: :meth:`batch_cost` of its batch.
+            failed: why it failed, if it did; a non-finite ``end`` under a loss fails it too.
+            **fields: the method's own fields (e.g. ``opt_steps``, ``chosen_candidate``).
+
+        Returns:
+            The manifest line as written.
+        """
+        if failed is None and self.losses and not math.isfinite(end):
+            failed = f"non-finite final loss ({end})"
         row = {
             "id": item["id"],
             "prompt": item.get("prompt", ""),
             "seed": item["seed"],
             "method": self.method,
             "rank": self.global_rank,
-            **record,
+            "status": "failed" if failed else "ok",
+            "loss_start": losses[0] if losses else end,
+            "loss_end": end,
+            "losses": losses,
+            "sampler": self.sampler,
+            **cost,
+            **fields,
         }
-        line = json.loads(json.dumps(row, default=_jsonable))
-        if image is not None:
-            self.writer.append_metadata(item["id"], _metadata(item, line))
+        if failed:
+            row["reason"] = failed
+            self.failed_ids.add(item["id"])
+        else:
+            text = {"prompt": row["prompt"], "seed": str(item["seed"]), "id": item["id"]}
+            text["method"] = self.method
+            if self.run_config:
+                text["config"] = self.run_config
+            self.writer.write_image(item["id"], image, text)
+            row.update(self.guide_scores(image, item))
+        line = json.loads(json.dumps(row, default=jsonable))
+        if not failed:
+            self.writer.append_metadata(item["id"], metadata_fields(item, line))
         self.writer.append(line)
         self.run_records.append(line)
+        return line
 
-    def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
-        if batch["step"] == 0:
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        if batch.step == 0:
             self._t0 = time.perf_counter()
             self.eps.reset()
 
@@ -328,24 +377,3 @@ class GenerationModule(pl.LightningModule):
 def _fields(items: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """The batch's per-item fields, one list per key (what a loss reads from its context)."""
     return {k: [it.get(k) for it in items] for k in items[0]} if items else {}
-
-
-# Item fields renamed in metadata.jsonl: `image` is the data set's image column there.
-_METADATA_RENAME = {"image": "source_image"}
-_METADATA_FROM_RECORD = ("method", "status", "loss_start", "loss_end", "unet_calls", "wall_s")
-_METADATA_PREFIX = "guide_"
-
-
-def _metadata(item: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
-    """An image's ``metadata.jsonl`` fields: the item's own, then the run's summary of it."""
-    fields = json.loads(json.dumps(item, default=_jsonable))
-    fields = {_METADATA_RENAME.get(k, k): v for k, v in fields.items()}
-    fields.update({k: v for k, v in row.items() if k in _METADATA_FROM_RECORD})
-    fields.update({k: v for k, v in row.items() if k.startswith(_METADATA_PREFIX)})
-    return fields
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Tensor):
-        return value.tolist()
-    return float(value)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..data.datamodule import Batch
 from .base import GenerationModule
 
 __all__ = ["BestOfNModule", "GuidedEps", "OneStepGuidanceModule", "VanillaModule"]
@@ -31,42 +31,33 @@ class VanillaModule(GenerationModule):
     def configure_optimizers(self):
         return None
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        items = batch["items"]
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        items = batch.items
         x, y, _ = self.initial_latents(items)
         cond = self.condition(items)
         x0 = self.generate(x, y, cond, self.guided_eps(items))
         images, losses = self.evaluate(x0, items)
         self.write_batch(batch, images, losses, [[float(v)] for v in losses])
 
-    def guided_eps(self, items):
+    def guided_eps(self, items: list[dict[str, Any]]) -> GuidedEps | None:
+        """The ε model generation runs on; ``None`` is the plain (counted) one."""
         return None
 
-    def write_batch(self, batch, images, losses, history, extra=None) -> None:
-        calls, vjps = self.eps.reset()
-        wall = time.perf_counter() - self._t0
-        n = len(batch["items"])
-        for i, item in enumerate(batch["items"]):
-            if batch["pad"][i]:
-                continue
-            end = float(losses[i])
-            failed = None if (math.isfinite(end) or not self.losses) else f"non-finite loss ({end})"
-            record = {
-                "status": "failed" if failed else "ok",
-                "loss_start": history[i][0],
-                "loss_end": end,
-                "losses": history[i],
-                "wall_s": wall / n,
-                "batch_wall_s": wall,
-                "unet_calls": (calls + vjps) / n,
-                "unet_forwards": calls / n,
-                "unet_vjps": vjps / n,
-                "sampler": self.sampler,
-                **((extra or [{}] * n)[i]),
-            }
-            if failed:
-                record["reason"] = failed
-            self.write_item(item, None if failed else images[i], record)
+    def write_batch(
+        self,
+        batch: Batch,
+        images: Tensor,
+        losses: Tensor,
+        history: list[list[float]],
+        extra: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """:meth:`record` every real item of the batch (``extra``: per-item method fields)."""
+        cost = self.batch_cost(len(batch.items))
+        self.history, self.final_images = history, images
+        for i, item in enumerate(batch.items):
+            if not batch.pad[i]:
+                fields = extra[i] if extra else {}
+                self.record(item, images[i], history[i], float(losses[i]), cost, **fields)
 
 
 class GuidedEps:
@@ -108,9 +99,9 @@ class OneStepGuidanceModule(VanillaModule):
     def __init__(self, *args: Any, loss_scale: float = 1.0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not self.losses:
-            raise ValueError("one-step guidance needs a loss: set `model.init_args.loss`")
+            raise ValueError("one-step guidance needs a `loss`")
         if loss_scale < 0:
-            raise ValueError(f"`model.init_args.loss_scale` must be >= 0, got {loss_scale}")
+            raise ValueError(f"`loss_scale` must be >= 0, got {loss_scale}")
         self.loss_scale = loss_scale
 
     def guided_eps(self, items):
@@ -145,17 +136,15 @@ class BestOfNModule(VanillaModule):
     ) -> None:
         super().__init__(*args, **kwargs)
         if not self.losses:
-            raise ValueError(
-                "best-of-N needs a loss to rank candidates: set `model.init_args.loss`"
-            )
+            raise ValueError("best-of-N needs a `loss` to rank candidates")
         n = n_candidates if n_candidates is not None else 3 * match_opt_steps + 1
         if n < 1:
-            raise ValueError(f"`model.init_args.n_candidates` must be >= 1, got {n}")
+            raise ValueError(f"`n_candidates` must be >= 1, got {n}")
         self.n_candidates, self.candidate_batch = n, max(1, candidate_batch)
 
     @torch.no_grad()
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        items = batch["items"]
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        items = batch.items
         best_img: list[Tensor | None] = [None] * len(items)
         best = torch.full((len(items),), math.inf)
         chosen = [0] * len(items)

@@ -11,6 +11,8 @@ import torch
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from ..callbacks import PerturbLatents, RenormalizeLatents, TieLatents
+from ..data.datamodule import Batch, DoodlDataModule
 from ..engines.base import GradientEngine
 from ..engines.reversible import ReversibleEngine
 from ..optim.doodl_sgd import DoodlSGD
@@ -84,8 +86,8 @@ class DoodlModule(GenerationModule):
     Attributes:
         history: per item of the current batch, the score of every iterate so far.
         objective: per item, the optimised objective at every step so far.
-        last_images: the current batch's main images at the latest step ``(n, 3, H, W)``.
-        final_images: the current batch's final images, once it finished.
+        last_images, final_images: see :class:`GenerationModule`; ``final_images`` are the
+            outputs (the best iterates under ``keep_best``).
     """
 
     method = "doodl"
@@ -105,15 +107,13 @@ class DoodlModule(GenerationModule):
     ) -> None:
         super().__init__(*args, **kwargs)
         if opt_steps < 1:
-            raise ValueError(f"`model.init_args.opt_steps` must be >= 1, got {opt_steps}")
+            raise ValueError(f"`opt_steps` must be >= 1, got {opt_steps}")
         if init_candidates < 1:
-            raise ValueError(
-                f"`model.init_args.init_candidates` must be >= 1, got {init_candidates}"
-            )
+            raise ValueError(f"`init_candidates` must be >= 1, got {init_candidates}")
         if perturb_std < 0:
-            raise ValueError(f"`model.init_args.perturb_std` must be >= 0, got {perturb_std}")
+            raise ValueError(f"`perturb_std` must be >= 0, got {perturb_std}")
         if not self.losses:
-            raise ValueError("DOODL needs a loss: set `model.init_args.loss`")
+            raise ValueError("DOODL needs a `loss`")
         self.engine = engine or ReversibleEngine()
         self.optimizer_factory = optimizer
         self.opt_steps = opt_steps
@@ -123,10 +123,7 @@ class DoodlModule(GenerationModule):
         self.start_candidates: list[int] = []
         self.batch_repeats = opt_steps
         self.latents: LatentBank | None = None
-        self.history: list[list[float]] = []
         self.objective: list[list[float]] = []
-        self.last_images: Tensor | None = None
-        self.final_images: Tensor | None = None
         # Per-rank latents are private: DDP must neither broadcast nor average them.
         self._ddp_params_and_buffers_to_ignore = ["latents.x", "latents.y"]
         # DDP refuses a module without trainable parameters; this one only keeps ranks in step.
@@ -135,7 +132,8 @@ class DoodlModule(GenerationModule):
     def setup(self, stage: str) -> None:
         super().setup(stage)
         if self.latents is None:
-            capacity = getattr(self.trainer.datamodule, "batch_size", 1) if self.trainer else 1
+            data = self.trainer.datamodule
+            capacity = data.batch_size if isinstance(data, DoodlDataModule) else 1
             self.latents = LatentBank(capacity, self.backbone.latent_shape(), self.state_dtype)
 
     def configure_optimizers(self) -> Optimizer:
@@ -144,9 +142,7 @@ class DoodlModule(GenerationModule):
             return DoodlSGD(groups)
         return self.optimizer_factory(groups)
 
-    def configure_callbacks(self):
-        from ..callbacks import PerturbLatents, RenormalizeLatents, TieLatents
-
+    def configure_callbacks(self) -> list:
         own = [PerturbLatents(self.perturb_std), TieLatents(), RenormalizeLatents()]
         return super().configure_callbacks() + own
 
@@ -185,8 +181,8 @@ class DoodlModule(GenerationModule):
         self._drift: list[float] = []
         self._step_seconds: list[float] = []
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
-        items, step = batch["items"], batch["step"]
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        items, step = batch.items, batch.step
         t0 = time.perf_counter()
         if step == 0:
             self._begin(items)
@@ -240,51 +236,42 @@ class DoodlModule(GenerationModule):
         for g in grads:
             g[~finite] = 0
 
-    def on_train_batch_end(self, outputs, batch: dict[str, Any], batch_idx: int) -> None:
+    def on_train_batch_end(self, outputs, batch: Batch, batch_idx: int) -> None:
         if isinstance(self.engine, ReversibleEngine) and self.engine.last_drift is not None:
             self._drift.append(self.engine.last_drift)
-        if batch["last"]:
+        if batch.last:
             self._finish(batch)
 
     @torch.no_grad()
-    def _finish(self, batch: dict[str, Any]) -> None:
-        items, pads = batch["items"], batch["pad"]
+    def _finish(self, batch: Batch) -> None:
+        items = batch.items
         x, y = self.latents.live()
         images, final = self.evaluate(self.generate(x, y, self._cond), items)
-        calls, vjps = self.eps.reset()
-        wall = time.perf_counter() - self._t0
+        cost = self.batch_cost(len(items))
+        outputs = images.clone()
         for i, item in enumerate(items):
-            if pads[i]:
+            if batch.pad[i]:
                 continue
             self.history[i].append(float(final[i]))
             self._remember(i, float(final[i]), self.opt_steps, images[i])
-            image, end, chosen, at = images[i], float(final[i]), "last", self.opt_steps
+            end, at, chosen = float(final[i]), self.opt_steps, "last"
             if self.keep_best and self._best[i][2] is not None:
-                end, at, image = self._best[i]
+                end, at, outputs[i] = self._best[i]
                 chosen = "last" if at == self.opt_steps else "best"
-            failed = self._failed[i] or (
-                None if math.isfinite(end) else f"non-finite final loss ({end})"
+            self.record(
+                item,
+                outputs[i],
+                self.history[i],
+                end,
+                cost,
+                self._failed[i],
+                objective=self.objective[i],
+                output=chosen,
+                output_step=at,
+                init_candidates=self.init_candidates,
+                init_seed=self.candidate_seed(item["seed"], self.start_candidates[i]),
+                opt_steps=self.opt_steps,
+                sec_per_step=sum(self._step_seconds) / max(1, len(self._step_seconds)),
+                max_drift=max(self._drift) if self._drift else None,
             )
-            record = {
-                "status": "failed" if failed else "ok",
-                "loss_start": self.history[i][0],
-                "loss_end": end,
-                "losses": self.history[i],
-                "objective": self.objective[i],
-                "output": chosen,
-                "output_step": at,
-                "init_candidates": self.init_candidates,
-                "init_seed": self.candidate_seed(item["seed"], self.start_candidates[i]),
-                "opt_steps": self.opt_steps,
-                "wall_s": wall / max(1, len(items)),
-                "batch_wall_s": wall,
-                "sec_per_step": sum(self._step_seconds) / max(1, len(self._step_seconds)),
-                "unet_calls": (calls + vjps) / len(items),
-                "unet_forwards": calls / len(items),
-                "unet_vjps": vjps / len(items),
-                "max_drift": max(self._drift) if self._drift else None,
-            }
-            if failed:
-                record["reason"] = failed
-            self.write_item(item, None if failed else image, record)
-        self.final_images = images
+        self.final_images = outputs

@@ -29,13 +29,11 @@ class DoodlSGD(Optimizer):
 
     def __init__(self, params, lr: float = 0.5, clip: float | None = 1e-3, momentum: float = 0.9):
         if lr <= 0:
-            raise ValueError(f"`model.init_args.optimizer.init_args.lr` must be > 0, got {lr}")
+            raise ValueError(f"`lr` must be > 0, got {lr}")
         if clip is not None and clip <= 0:
-            raise ValueError(f"`model.init_args.optimizer.init_args.clip` must be > 0, got {clip}")
+            raise ValueError(f"`clip` must be > 0, got {clip}")
         if not 0 <= momentum < 1:
-            raise ValueError(
-                f"`model.init_args.optimizer.init_args.momentum` must be in [0, 1), got {momentum}"
-            )
+            raise ValueError(f"`momentum` must be in [0, 1), got {momentum}")
         super().__init__(
             params, dict(lr=lr, clip=clip, momentum=momentum, pair=False, tie_mask=None)
         )

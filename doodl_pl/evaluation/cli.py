@@ -1,0 +1,113 @@
+"""``doodl-pl evaluate``: score output folders and write JSON, a Markdown table and plots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..losses.clip_models import ClipSpec
+from .evaluator import EvalConfig, Evaluator
+from .results import markdown, side_by_side, write_results
+from .run import RunOutputs, load_run
+
+__all__ = ["config_from_args", "grid_main", "main", "parser"]
+
+
+def _clip_arg(values: list[str] | None) -> ClipSpec | None:
+    return ClipSpec(values[0], values[1] if len(values) > 1 else None) if values else None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="doodl-pl evaluate",
+        description="Score `doodl-pl fit` output folders (manifest.jsonl + images/) and compare them.",
+    )
+    p.add_argument("runs", nargs="+", help="output folders (each a run's `output_dir`)")
+    p.add_argument("--names", nargs="*", help="labels for the runs (default: folder names)")
+    p.add_argument(
+        "--items", help="items file to join (default: the one in each run's config.yaml)"
+    )
+    p.add_argument("--preset", choices=["auto", "shapes64", "none"], default="auto",
+                   help="shapes64: the shipped evaluation models and ground-truth checks; auto: "
+                   "shapes64 when the runs used the shipped Shapes-64 backbone")  # fmt: skip
+    p.add_argument("--clip", nargs="+", metavar=("NAME", "PRETRAINED"), help="judging CLIP")
+    p.add_argument("--classifier", nargs=2, metavar=("TIMM_NAME", "CHECKPOINT"),
+                   help="held-out classifier for validity")  # fmt: skip
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--input-size", type=int, default=None, help="classifier input side")
+    p.add_argument("--fid-reference", help="folder of reference images (sub-folder per class)")
+    p.add_argument("--fid-features", choices=["classifier", "clip"], default="classifier")
+    p.add_argument("--aesthetic-head", help="aesthetic head (.safetensors)")
+    p.add_argument("--reps", type=int, default=200, help="bootstrap resamples for FID intervals")
+    p.add_argument("--out", help="folder for the comparison (default: <first run>/evaluation)")
+    return p
+
+
+def config_from_args(a: argparse.Namespace, runs: list[RunOutputs]) -> EvalConfig:
+    classifier = None
+    if a.classifier:
+        if a.num_classes is None:
+            raise ValueError("`--classifier` needs `--num-classes`")
+        classifier = {
+            "model_name": a.classifier[0],
+            "checkpoint_path": a.classifier[1],
+            "num_classes": a.num_classes,
+            "input_size": a.input_size,
+        }
+    explicit = dict(
+        clip=_clip_arg(a.clip),
+        classifier=classifier,
+        fid_reference=a.fid_reference,
+        fid_features=a.fid_features,
+        aesthetic_head=a.aesthetic_head,
+        reps=a.reps,
+    )
+    preset = a.preset
+    if preset == "auto":
+        preset = (
+            "shapes64"
+            if runs and all("shapes64/" in json.dumps(r.config) for r in runs)
+            else "none"
+        )
+    if preset == "shapes64":
+        return EvalConfig.shapes64_preset(**explicit)
+    cfg = EvalConfig(**{k: v for k, v in explicit.items() if v is not None})
+    cfg.aesthetic_clip = cfg.clip
+    if not any((cfg.clip, cfg.classifier, cfg.aesthetic_head)):
+        raise ValueError(
+            "nothing to measure: pass `--clip`, `--classifier` or `--aesthetic-head`, or `--preset shapes64`"
+        )
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """Evaluate runs; print the table and where the files are. Returns the results."""
+    a = parser().parse_args(argv)
+    names = a.names or []
+    if names and len(names) != len(a.runs):
+        raise ValueError(f"`--names` gives {len(names)} labels for {len(a.runs)} runs")
+    runs = [load_run(r, a.items, names[i] if names else None) for i, r in enumerate(a.runs)]
+    cfg = config_from_args(a, runs)
+    evaluator = Evaluator(cfg)
+    results = [evaluator.evaluate(r) for r in runs]
+    out = Path(a.out) if a.out else Path(a.runs[0]) / "evaluation"
+    paths = write_results(results, out)
+    print(markdown(results))
+    for r in results:
+        for n in r["notes"]:
+            print(f"note ({r['name']}): {n}", file=sys.stderr)
+    print(f"doodl-pl evaluate: wrote {', '.join(str(p) for p in paths.values())}", file=sys.stderr)
+    return results
+
+
+def grid_main(argv: list[str] | None = None) -> None:
+    """``python -m doodl_pl.evaluation.grid RUN… --out PNG``: the side-by-side image grid."""
+    p = argparse.ArgumentParser(description="Side-by-side grid of doodl-pl output folders.")
+    p.add_argument("runs", nargs="+", help="output folders (each with manifest.jsonl, images/)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--labels", nargs="*")
+    a = p.parse_args(argv)
+    print(side_by_side(a.runs, a.out, a.labels))

@@ -1,0 +1,197 @@
+"""The evaluator: score one run's outputs with every configured metric, with intervals."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..losses.clip_models import ClipSpec
+from .run import RunOutputs
+from .stats import Estimate, mean, proportion
+
+__all__ = ["LOWER_IS_BETTER", "PROPORTIONS", "EvalConfig", "Evaluator", "lower_is_better"]
+
+#: Per-item metrics that are successes (0/1): reported as proportions with Wilson intervals.
+PROPORTIONS = {
+    "validity",
+    "found",
+    "color",
+    "shape",
+    "outline",
+    "relation",
+    "full_match",
+    "content_kept",
+    "improved",
+    "edit_success",
+}
+#: Metric families where less is better (a metric belongs by its prefix, e.g. ``fid_class3``).
+LOWER_IS_BETTER = ("fid",)
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a lower value of ``metric`` is better."""
+    return metric.startswith(LOWER_IS_BETTER)
+
+
+@dataclass
+class EvalConfig:
+    """What to measure. Every model is optional; a metric runs when its model is given.
+
+    Attributes:
+        clip: the judging CLIP for ``clip_score`` / ``clip_i`` (should not be the guide).
+        classifier: ``{"model_name", "checkpoint_path", "num_classes", "input_size"}`` of a timm
+            classifier held out from guidance, for ``validity`` (and the Shapes-64 shape checks
+            and FID features).
+        fid_reference: folder of reference images; sub-folders named by class index give
+            per-class FID for items with that ``class_index``.
+        fid_features: ``"classifier"`` (pre-logit features) or ``"clip"`` (image embedding).
+        aesthetic_head: aesthetic head file, scored on ``aesthetic_clip`` embeddings.
+        shapes64: run the Shapes-64 ground-truth checks on items with a ``truth`` field.
+    """
+
+    clip: ClipSpec | None = None
+    classifier: dict[str, Any] | None = None
+    fid_reference: str | None = None
+    fid_features: str = "classifier"
+    aesthetic_head: str | None = None
+    aesthetic_clip: ClipSpec | None = None
+    shapes64: bool = False
+    reps: int = 200
+
+    @classmethod
+    def shapes64_preset(cls, **overrides: Any) -> EvalConfig:
+        from ..shapes64.assets import CLIP, EVAL_CLASSIFIER, HEAD
+
+        base = dict(
+            clip=CLIP,
+            classifier={**EVAL_CLASSIFIER, "num_classes": 9, "input_size": 64},
+            aesthetic_head=HEAD,
+            aesthetic_clip=CLIP,
+            shapes64=True,
+        )
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
+
+
+class Evaluator:
+    """Loads the judging models once and scores any number of runs."""
+
+    def __init__(self, cfg: EvalConfig) -> None:
+        self.cfg = cfg
+        self.clip = self.validity = self.aesthetic = self.checks = self.fid_features = None
+        if cfg.fid_features not in ("classifier", "clip"):
+            raise ValueError(
+                f"`--fid-features` must be 'classifier' or 'clip', got {cfg.fid_features!r}"
+            )
+        if cfg.clip is not None:
+            from .clip_score import ClipScore
+
+            self.clip = ClipScore(cfg.clip)
+        if cfg.classifier is not None:
+            from .validity import Validity
+
+            self.validity = Validity(**cfg.classifier)
+        if cfg.aesthetic_head is not None:
+            from ..losses.aesthetic import AestheticLoss
+
+            self.aesthetic = AestheticLoss(
+                cfg.aesthetic_clip or cfg.clip, cfg.aesthetic_head
+            ).eval()
+        if cfg.shapes64:
+            if self.validity is None:
+                raise ValueError(
+                    "the Shapes-64 checks need `--classifier` (the evaluation classifier)"
+                )
+            from .shapes64 import Shapes64Checks
+
+            self.checks = Shapes64Checks(self.validity)
+        self.set_fid_reference(cfg.fid_reference)
+
+    def set_fid_reference(self, folder: str | None) -> None:
+        """Compare against ``folder`` (``None``: no FID); the feature extractor follows
+        ``cfg.fid_features``."""
+        from .fid import ClassifierFeatures, ClipFeatures, reference_images
+
+        self.cfg.fid_reference, self.fid_features = folder, None
+        if folder is None:
+            return
+        self.references = reference_images(folder)
+        if self.cfg.fid_features == "classifier":
+            if self.validity is None:
+                raise ValueError("`--fid-features classifier` needs `--classifier`")
+            self.fid_features = ClassifierFeatures(self.validity.classifier)
+        else:
+            if self.clip is None:
+                raise ValueError("`--fid-features clip` needs `--clip`")
+            self.fid_features = ClipFeatures(self.clip.model)
+
+    @torch.no_grad()
+    def per_item(self, run: RunOutputs) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for metric in (self.clip, self.validity, self.checks):
+            if metric is not None and run.rows:
+                out.update(metric(run))
+        if self.aesthetic is not None and run.rows:
+            x = run.tensor()
+            out["aesthetic"] = torch.cat(
+                [self.aesthetic.score(x[i : i + 64]) for i in range(0, len(x), 64)]
+            ).tolist()
+        return out
+
+    def fid(self, run: RunOutputs) -> dict[str, Estimate]:
+        from .fid import fid, load_folder
+
+        size = run.images.shape[1] if len(run.images) else None
+        out = {
+            "fid": fid(
+                self.fid_features,
+                run.tensor(),
+                load_folder(self.references[""], size),
+                self.cfg.reps,
+            )
+        }
+        classes = [r["item"].get("class_index") for r in run.rows]
+        for cls in sorted({c for c in classes if c is not None}):
+            refs = self.references.get(str(cls))
+            idx = [i for i, c in enumerate(classes) if c == cls]
+            if refs and len(idx) >= 2:
+                out[f"fid/class_{cls}"] = fid(
+                    self.fid_features, run.tensor(idx), load_folder(refs, size), self.cfg.reps
+                )
+        return out
+
+    def evaluate(self, run: RunOutputs) -> dict[str, Any]:
+        """Scores of one run: ``metrics`` (name → Estimate dict), ``per_item``, ``cost``."""
+        per = self.per_item(run)
+        metrics: dict[str, Estimate] = {}
+        for k, vals in per.items():
+            v = np.asarray(vals, dtype=np.float64)
+            v = v[np.isfinite(v)]
+            metrics[k] = proportion(v.astype(bool)) if k in PROPORTIONS else mean(v)
+        if self.fid_features is not None and len(run.rows) >= 2:
+            metrics.update(self.fid(run))
+        notes = []
+        if (
+            self.clip is not None
+            and self.cfg.clip.pretrained
+            and self.cfg.clip.pretrained in json.dumps(run.config)
+        ):
+            notes.append(
+                "the judging CLIP is also a guide of this run: its CLIP score rewards the loss "
+                "itself; prefer `--clip` with a different model"
+            )
+        return {
+            "name": run.name,
+            "root": str(run.root),
+            "n": len(run.rows),
+            "failed": run.failed,
+            "method": run.rows[0].get("method") if run.rows else None,
+            "cost": run.cost(),
+            "metrics": {k: m.to_dict() for k, m in metrics.items()},
+            "per_item": {"id": [r["id"] for r in run.rows], **per},
+            "notes": notes,
+        }
