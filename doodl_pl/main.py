@@ -107,7 +107,7 @@ def main(args: list[str] | None = None) -> DoodlCLI | list[dict]:
     except USER_ERRORS as err:
         print(f"doodl-pl: error: {explain(err)}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
-    if getattr(cli.model, "failed_ids", None):
+    if cli.model.failed_ids:
         sys.exit(EXIT_ITEMS_FAILED)
     return cli
 

@@ -19,13 +19,13 @@ import time
 
 import numpy as np
 import torch
-from eval_shapes64 import classifier, predict_shapes, to_tensor
 
 from doodl_pl.hub import resolve
-from doodl_pl.shapes64 import SHAPES
-from doodl_pl.shapes64.analysis import find_objects, isolate
-from doodl_pl.shapes64.assets import EVAL_CLASSIFIER, SD
+from doodl_pl.shapes64 import SHAPES, quality
+from doodl_pl.shapes64.analysis import find_objects
+from doodl_pl.shapes64.assets import SD
 from doodl_pl.shapes64.render import render_seed
+from doodl_pl.shapes64.world import article
 
 
 def main() -> None:
@@ -42,7 +42,7 @@ def main() -> None:
     unknown = sorted(set(a.shapes) - set(SHAPES))
     if unknown:
         p.error(f"--shapes: unknown {unknown}; choose from {SHAPES}")
-    clf = classifier(EVAL_CLASSIFIER)
+    checks = quality.judge()
     pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
         resolve(a.sd), safety_checker=None, torch_dtype=torch.float32
     )
@@ -56,7 +56,7 @@ def main() -> None:
         prompts = []
         for _, scene in renders:
             color = scene.objects[0].color
-            prompts.append(f"{'an' if color[0] in 'aeiou' else 'a'} {color} {shape}")
+            prompts.append(f"{article(color)} {color} {shape}")
         scenes[shape] = ([Image.fromarray(im) for im, _ in renders], prompts)
     print(f"shape kept (of {a.n}) after SDEdit from a real render, by strength and CFG scale")
     print("strength  scale  " + "  ".join(f"{s:>8}" for s in a.shapes) + "  (most read as)")
@@ -81,8 +81,7 @@ def main() -> None:
                     if not found:
                         reads.append("nothing")
                         continue
-                    crop = to_tensor(isolate(img, found[0], found)[None])
-                    reads.append(SHAPES[int(predict_shapes(clf, crop)[0])])
+                    reads.append(checks.shape_of(img, found[0], found))
                 kept.append(reads.count(shape))
                 other = [r for r in reads if r != shape]
                 worst.append(max(set(other), key=other.count) if other else "-")

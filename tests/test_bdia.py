@@ -222,11 +222,9 @@ def test_vanilla_bdia_first_step_is_ddim_and_edit_round_trips(tiny_assets, tmp_p
 
 def test_sampler_validation(tiny_assets, tmp_path):
     sd = backbone(tiny_assets)
-    with pytest.raises(
-        ValueError, match="`model.init_args.sampler` must be one of 'edict', 'bdia'"
-    ):
+    with pytest.raises(ValueError, match="`sampler` must be one of 'edict', 'bdia'"):
         DoodlModule(sd, loss=ColorLoss(), sampler="ddim")
-    with pytest.raises(ValueError, match=r"`model.init_args.gamma` must be in \(0, 1\]"):
+    with pytest.raises(ValueError, match=r"`gamma` must be in \(0, 1\]"):
         DoodlModule(sd, loss=ColorLoss(), sampler="bdia", gamma=0)
 
 

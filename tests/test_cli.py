@@ -65,8 +65,9 @@ def test_rerun_with_changed_settings_is_refused_and_loses_nothing(tiny_assets, t
     main(["fit", "--config", str(config)])
     before = (out / "manifest.jsonl").read_text()
     main(["fit", "--config", str(config), "--model.init_args.retry_failed", "true"])  # neutral
-    with pytest.raises(ValueError, match=r"`model.init_args.output_dir`.*guidance_scale"):
+    with pytest.raises(ValueError, match=r"`output_dir`.*guidance_scale") as err:
         main(["fit", "--config", str(config), "--model.init_args.guidance_scale", "1.5"])
+    assert err.value.__notes__ == ["config: `model.init_args.output_dir`"]
     assert (out / "manifest.jsonl").read_text() == before
     assert "guidance_scale" in (out / "config.yaml").read_text()
     main(["fit", "--config", str(config), "--model.init_args.guidance_scale", "1.5",

@@ -27,10 +27,16 @@ def test_ddp_two_processes_equal_one(tiny_assets, tmp_path):
     config = ROOT / "configs" / "text_sd15.yaml"
     one = tinify(config, tiny_assets, tmp_path / "one", limit=3)
     two = tinify(config, tiny_assets, tmp_path / "two", limit=3)
-    run_cli(one, "--trainer.devices=1")
-    run_cli(two, "--trainer.devices=2", "--trainer.strategy=ddp")
+    # Items with their own seeds and prompts, two to a batch: on 2 ranks each item sits at
+    # another batch position than in 1 process, so noise keyed on position or rank would differ.
+    data = ["--data.init_args.seeds=5-6", "--data.init_args.batch_size=2"]
+    run_cli(one, "--trainer.devices=1", *data)
+    run_cli(two, "--trainer.devices=2", "--trainer.strategy=ddp", *data)
     r1, r2 = rows(tmp_path / "one"), rows(tmp_path / "two")
     assert sorted(r1) == sorted(r2) and len(r2) == 3
+    assert (
+        len({r["seed"] for r in r1.values()}) == 2 and len({r["prompt"] for r in r1.values()}) == 2
+    )
     assert len((tmp_path / "two" / "manifest.jsonl").read_text().splitlines()) == 3
     assert {r["rank"] for r in r2.values()} == {0, 1}
     for k in r1:

@@ -139,6 +139,54 @@ def test_checks_pass_on_exact_renders_and_fail_on_wrong_truth(tmp_path):
 
 
 @needs_assets
+def test_each_check_fails_alone_on_the_one_thing_that_is_wrong():
+    """One exact two-object render; each wrong truth flips its own check (and full match) and
+    leaves the others passing."""
+    from doodl_pl.evaluation.shapes64 import Shapes64Checks
+    from doodl_pl.evaluation.validity import Validity
+    from doodl_pl.shapes64 import Obj, Scene
+
+    a = Obj("square", "red", "blue", 9.0, 16.0, 32.0)
+    b = Obj("star", "green", None, 9.0, 46.0, 32.0)
+    img = render(Scene("white", [a, b]))
+    truth = {
+        "objects": [
+            {"color": "red", "shape": "square", "outline": "blue"},
+            {"color": "green", "word": "star"},
+        ],
+        "relation": "to the left of",
+    }
+    checks = Shapes64Checks(Validity(**GUIDE))
+    right = checks.check(img, truth, None)
+    assert {
+        k: right[k] for k in ("found", "color", "shape", "outline", "relation")
+    } == dict.fromkeys(("found", "color", "shape", "outline", "relation"), 1.0) and right[
+        "full_match"
+    ] == 1.0
+
+    def wrong(change, key):
+        t = json.loads(json.dumps(truth))
+        change(t)
+        out = checks.check(img, t, None)
+        assert out[key] == 0.0 and out["full_match"] == 0.0, (key, out)
+        return {k: v for k, v in out.items() if k not in (key, "full_match", "aesthetic_measured")}
+
+    rest = wrong(lambda t: t.update(relation="to the right of"), "relation")
+    assert set(rest.values()) == {1.0}
+    rest = wrong(lambda t: t["objects"][0].update(shape="diamond"), "shape")
+    assert set(rest.values()) == {1.0}
+    rest = wrong(lambda t: t["objects"][1].update(word="cross"), "shape")
+    assert set(rest.values()) == {1.0}
+    rest = wrong(lambda t: t["objects"][0].update(outline="orange"), "outline")
+    assert set(rest.values()) == {1.0}
+    rest = wrong(lambda t: t["objects"][1].update(color="purple"), "color")
+    assert rest["found"] == 1.0
+    one = render(Scene("white", [a]))
+    out = checks.check(one, truth, None)
+    assert out["found"] == 0.0 and out["full_match"] == 0.0
+
+
+@needs_assets
 def test_measured_aesthetic_tracks_the_formula(tmp_path):
     from doodl_pl.evaluation.shapes64 import Shapes64Checks
     from doodl_pl.evaluation.validity import Validity

@@ -206,6 +206,6 @@ def test_callable_loss():
     loss = CallableLoss("test_losses._redness")
     images = torch.rand(2, 3, 4, 4)
     assert torch.allclose(loss(images, LossContext()), _redness(images))
-    with pytest.raises(ValueError, match="loss.init_args.function"):
+    with pytest.raises(ValueError, match="`function`"):
         CallableLoss("no.such.module.fn")
     assert math.isfinite(float(loss(images, LossContext()).sum()))

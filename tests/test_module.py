@@ -94,9 +94,18 @@ def test_noise_depends_only_on_seed(tiny_assets, tmp_path):
 
 
 def test_batch_size_invariance(tiny_assets, tmp_path):
+    """Each item's result depends on its own prompt and seed alone: batch size 1 against 4 with
+    the items in the opposite order (seeds unlike their positions, prompts all different)."""
+    its = [
+        {"id": f"it{i}", "prompt": p, "seed": s}
+        for i, (p, s) in enumerate(
+            zip(["a red circle", "a blue star", "two", "a"], [7, 3, 11, 5], strict=True)
+        )
+    ]
     a, b = tmp_path / "bs1", tmp_path / "bs4"
-    ra = fit(doodl(tiny_assets, a), items(4), batch_size=1)
-    rb = fit(doodl(tiny_assets, b), items(4), batch_size=4)
+    ra = fit(doodl(tiny_assets, a), its, batch_size=1)
+    rb = fit(doodl(tiny_assets, b), its[::-1], batch_size=4)
+    assert len({r["loss_start"] for r in ra.values()}) == 4
     for k in ra:
         assert ra[k]["losses"] == pytest.approx(rb[k]["losses"], rel=1e-4)
         assert np.abs(png(a, k) - png(b, k)).max() <= 1
@@ -238,13 +247,13 @@ def test_edit_inversion_reproduces_image_latent(tiny_assets, tmp_path):
 
 def test_validation_messages(tiny_assets, tmp_path):
     sd = backbone(tiny_assets)
-    with pytest.raises(ValueError, match=r"`model.init_args.mix` must be in \(0, 1\], got 1.3"):
+    with pytest.raises(ValueError, match=r"`mix` must be in \(0, 1\], got 1.3"):
         DoodlModule(sd, loss=ColorLoss(), mix=1.3)
-    with pytest.raises(ValueError, match="`model.init_args.opt_steps` must be >= 1"):
+    with pytest.raises(ValueError, match="`opt_steps` must be >= 1"):
         DoodlModule(sd, loss=ColorLoss(), opt_steps=0)
-    with pytest.raises(ValueError, match="`model.init_args.guidance_scale` must be >= 0"):
+    with pytest.raises(ValueError, match="`guidance_scale` must be >= 0"):
         DoodlModule(sd, loss=ColorLoss(), guidance_scale=-1)
-    with pytest.raises(ValueError, match="`model.init_args.num_inference_steps` must be >= 1"):
+    with pytest.raises(ValueError, match="`num_inference_steps` must be >= 1"):
         DoodlModule(sd, loss=ColorLoss(), num_inference_steps=0)
     with pytest.raises(ValueError, match="needs a loss"):
         DoodlModule(sd)
@@ -306,5 +315,5 @@ def test_best_of_k_start_is_best_of_n_then_optimised(tiny_assets, tmp_path):
         assert r["loss_start"] == pytest.approx(best[key]["loss_end"], rel=1e-5)
         assert r["loss_end"] <= r["loss_start"]
         assert r["unet_calls"] == (6 * m + 2) * T + 2 * T * k
-    with pytest.raises(ValueError, match="`model.init_args.init_candidates` must be >= 1, got 0"):
+    with pytest.raises(ValueError, match="`init_candidates` must be >= 1, got 0"):
         DoodlModule(backbone(tiny_assets), init_candidates=0, **kw)

@@ -9,10 +9,12 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .evaluator import lower_is_better
 from .stats import Estimate
 
-__all__ = ["markdown", "plot", "side_by_side", "write_results"]
+__all__ = ["image_grid", "markdown", "plot", "side_by_side", "write_results"]
 
 
 def markdown(results: list[dict[str, Any]]) -> str:
@@ -150,3 +152,20 @@ def side_by_side(
     out.parent.mkdir(parents=True, exist_ok=True)
     grid.save(out)
     return out
+
+
+def image_grid(images: np.ndarray, rows: int, path: str | Path, scale: int = 2) -> Path:
+    """Write uint8 ``images`` (N, H, W, 3) row-major as ``rows`` rows, enlarged ``scale``×
+    without smoothing."""
+    from PIL import Image
+
+    if len(images) % rows:
+        raise ValueError(f"{len(images)} images do not fill {rows} rows")
+    cols = len(images) // rows
+    h, w = images.shape[1:3]
+    grid = (
+        images.reshape(rows, cols, h, w, 3).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, 3)
+    )
+    path = Path(path)
+    Image.fromarray(grid).resize((cols * w * scale, rows * h * scale), Image.NEAREST).save(path)
+    return path

@@ -7,6 +7,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
+from ..quality import psnr
 from .base import Recipe, to01
 
 __all__ = ["VaeRecipe"]
@@ -61,8 +62,7 @@ class VaeRecipe(Recipe):
         rec = (self.vae.decode(self.vae.encode(x * 2 - 1).latent_dist.mean).sample / 2 + 0.5).clamp(
             0, 1
         )
-        mse = ((rec - x) ** 2).mean(dim=(1, 2, 3))
-        self.log("val/psnr", (10 * torch.log10(1 / mse.clamp_min(1e-10))).mean(), prog_bar=True)
+        self.log("val/psnr", psnr(rec, x).mean(), prog_bar=True)
 
     @torch.no_grad()
     def export(self) -> None:

@@ -1,0 +1,195 @@
+"""Quality of the Shapes-64 models on held-out seeds: every figure of the quality contract
+(``docs/shapes64.md``). ``scripts/eval_shapes64.py`` prints them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..backbones.stable_diffusion import StableDiffusion
+from ..evaluation.shapes64 import Shapes64Checks
+from ..evaluation.stats import Estimate, proportion
+from ..evaluation.validity import Validity
+from ..losses.aesthetic import AestheticLoss
+from ..losses.clip_models import ClipModel
+from ..sampling.edict import EdictChain
+from ..sampling.schedule import Schedule
+from .analysis import find_objects, relation_of
+from .assets import EVAL_CLASSIFIER
+from .world import COLORS, SHAPE_WORD, SHAPES, article
+
+__all__ = [
+    "T2iOneObject",
+    "one_object_prompts",
+    "aesthetic_correlation",
+    "classifier_accuracy",
+    "clip_zero_shot",
+    "generate",
+    "judge",
+    "psnr",
+    "t2i_one_object",
+    "t2i_two_object",
+    "to_tensor",
+    "vae_psnr",
+]
+
+
+def to_tensor(images: np.ndarray) -> Tensor:
+    """uint8 ``(N, H, W, 3)`` → float ``(N, 3, H, W)`` in [0, 1]."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+
+
+def psnr(a: Tensor, b: Tensor) -> Tensor:
+    """Per-image PSNR in dB of images in [0, 1]."""
+    mse = ((a - b) ** 2).flatten(1).mean(dim=1)
+    return 10 * torch.log10(1 / mse.clamp_min(1e-10))
+
+
+def judge(spec: dict | None = None) -> Shapes64Checks:
+    """The ground-truth checks, read by the evaluation classifier (``spec``: timm name and
+    weights; default the shipped one)."""
+    spec = spec or EVAL_CLASSIFIER
+    return Shapes64Checks(Validity(**spec, num_classes=len(SHAPES), input_size=64))
+
+
+@torch.no_grad()
+def vae_psnr(sd: StableDiffusion, images: np.ndarray, batch: int = 64) -> list[float]:
+    """PSNR of each image's VAE round trip (posterior mean)."""
+    x = to_tensor(images)
+    out: list[float] = []
+    for i in range(0, len(x), batch):
+        out += psnr(sd.decode(sd.encode(x[i : i + batch])), x[i : i + batch]).tolist()
+    return out
+
+
+@torch.no_grad()
+def classifier_accuracy(classifier: Validity, images: np.ndarray, shapes: list[str]) -> Estimate:
+    """Top-1 accuracy on one-object renders whose shapes are ``shapes``."""
+    pred = classifier.predict(to_tensor(images)).tolist()
+    return proportion([SHAPES[p] == s for p, s in zip(pred, shapes, strict=True)])
+
+
+@torch.no_grad()
+def clip_zero_shot(clip: ClipModel, images: np.ndarray, records: list[dict]) -> dict[str, Estimate]:
+    """Zero-shot top-1 over the shape words (color fixed) and over the colors (word fixed)."""
+    emb = torch.cat(
+        [clip.encode_image(to_tensor(images[i : i + 256])) for i in range(0, len(images), 256)]
+    )
+    words = sorted(set(SHAPE_WORD.values()))
+    shape_ok, color_ok = [], []
+    for e, rec in zip(emb, records, strict=True):
+        o = rec["objects"][0]
+        by_word = clip.encode_text([f"{article(o['color'])} {o['color']} {w}" for w in words])
+        by_color = clip.encode_text([f"{article(c)} {c} {o['word']}" for c in COLORS])
+        shape_ok.append(words[int((by_word @ e).argmax())] == o["word"])
+        color_ok.append(list(COLORS)[int((by_color @ e).argmax())] == o["color"])
+    return {"shape": proportion(shape_ok), "color": proportion(color_ok)}
+
+
+@torch.no_grad()
+def aesthetic_correlation(head: AestheticLoss, images: np.ndarray, records: list[dict]) -> Estimate:
+    """Pearson r of predicted against true aesthetic scores, Fisher-z 95 % interval."""
+    pred = torch.cat(
+        [head.score(to_tensor(images[i : i + 256])) for i in range(0, len(images), 256)]
+    )
+    true = np.array([r["aesthetic"] for r in records])
+    r = float(np.corrcoef(pred.numpy(), true)[0, 1])
+    z, se = math.atanh(r), 1 / math.sqrt(len(true) - 3)
+    return Estimate(r, math.tanh(z - 1.96 * se), math.tanh(z + 1.96 * se), len(true), "fisher-z")
+
+
+@torch.no_grad()
+def generate(
+    sd: StableDiffusion,
+    prompts: list[str],
+    seeds: list[int],
+    steps: int = 50,
+    scale: float = 7.5,
+    batch: int = 16,
+) -> np.ndarray:
+    """Vanilla EDICT images (uint8 ``(N, H, W, 3)``); each x_T from its seed alone, as
+    :meth:`~doodl_pl.modules.base.GenerationModule.noise` draws it."""
+    schedule = Schedule.from_scheduler(sd.scheduler, steps)
+    out = []
+    for i in range(0, len(prompts), batch):
+        p, s = prompts[i : i + batch], seeds[i : i + batch]
+        x = torch.stack(
+            [torch.randn(sd.latent_shape(), generator=torch.Generator().manual_seed(k)) for k in s]
+        )
+        x0, _ = EdictChain(sd.eps_model, schedule, sd.condition(p, None, scale)).sample(x, x)
+        out.append((sd.decode(x0).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy())
+    return np.concatenate(out)
+
+
+@dataclass
+class T2iOneObject:
+    """One-object text-to-image quality: ``a {color} {shape}`` for every named shape and color."""
+
+    color: Estimate
+    shape: Estimate
+    read_as: dict[str, dict[str, int]] = field(default_factory=dict)
+    images: np.ndarray | None = None
+    order: list[str] = field(default_factory=list)
+
+
+def one_object_prompts(seeds_per_prompt: int, seed_base: int) -> tuple[list[str], list, list[int]]:
+    """Prompts, (color, shape) truths and seeds: every color × named shape × seeds_per_prompt."""
+    named = [s for s in SHAPES if SHAPE_WORD[s] == s]
+    prompts, truth, seeds = [], [], []
+    for c in COLORS:
+        for s in named:
+            for _ in range(seeds_per_prompt):
+                prompts.append(f"{article(c)} {c} {s}")
+                truth.append((c, s))
+                seeds.append(seed_base + len(seeds))
+    return prompts, truth, seeds
+
+
+@torch.no_grad()
+def t2i_one_object(
+    sd: StableDiffusion, checks: Shapes64Checks, seeds_per_prompt: int, seed_base: int
+) -> T2iOneObject:
+    """Color and shape right (the evaluation classifier on the isolated object), and what each
+    shape's prompts were read as."""
+    prompts, truth, seeds = one_object_prompts(seeds_per_prompt, seed_base)
+    images = generate(sd, prompts, seeds)
+    named = list(dict.fromkeys(s for _, s in truth))
+    color_ok, shape_ok = [], []
+    read_as: dict[str, dict[str, int]] = {s: {} for s in named}
+    for img, (c, s) in zip(images, truth, strict=True):
+        found = find_objects(img)
+        pred = checks.shape_of(img, found[0], found) if found else "nothing"
+        color_ok.append(bool(found) and found[0].color == c)
+        shape_ok.append(bool(found) and SHAPE_WORD[pred] == s)
+        read_as[s][pred] = read_as[s].get(pred, 0) + 1
+    order = sorted(range(len(truth)), key=lambda i: named.index(truth[i][1]))
+    return T2iOneObject(proportion(color_ok), proportion(shape_ok), read_as, images[order], named)
+
+
+@torch.no_grad()
+def t2i_two_object(
+    sd: StableDiffusion, checks: Shapes64Checks, records: list[dict], seed_base: int = 7_500_000
+) -> dict[str, Estimate]:
+    """On two-object captions: both colors found, and full match (colors, shape words and
+    relation)."""
+    images = generate(
+        sd, [r["caption"] for r in records], [seed_base + i for i in range(len(records))]
+    )
+    found_both, full = [], []
+    for img, rec in zip(images, records, strict=True):
+        found = find_objects(img)
+        by = {f.color: f for f in found}
+        a, b = rec["objects"]
+        ok = len(found) == 2 and a["color"] in by and b["color"] in by
+        found_both.append(ok)
+        if not ok:
+            full.append(False)
+            continue
+        fa, fb = by[a["color"]], by[b["color"]]
+        words = [SHAPE_WORD[checks.shape_of(img, f, found)] for f in (fa, fb)]
+        full.append(words == [a["word"], b["word"]] and relation_of(fa, fb) == rec["relation"])
+    return {"colors_found": proportion(found_both), "full_match": proportion(full)}
