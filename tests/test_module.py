@@ -255,7 +255,7 @@ def test_validation_messages(tiny_assets, tmp_path):
         DoodlModule(sd, loss=ColorLoss(), guidance_scale=-1)
     with pytest.raises(ValueError, match="`num_inference_steps` must be >= 1"):
         DoodlModule(sd, loss=ColorLoss(), num_inference_steps=0)
-    with pytest.raises(ValueError, match="needs a loss"):
+    with pytest.raises(ValueError, match="needs a `loss`"):
         DoodlModule(sd)
 
 
