@@ -19,7 +19,7 @@ import torch
 
 from doodl_pl.backbones import StableDiffusion
 from doodl_pl.evaluation.validity import Validity
-from doodl_pl.losses import AestheticLoss, ClipModel
+from doodl_pl.losses import AestheticLoss, ClipModel, ClipSpec
 from doodl_pl.shapes64 import quality
 from doodl_pl.shapes64.assets import CLIP, EVAL_CLASSIFIER, GUIDE_CLASSIFIER, HEAD, SD, available
 from doodl_pl.shapes64.dataset import load_split
@@ -29,6 +29,7 @@ NEEDS = {
     "vae": ["vae"],
     "classifiers": ["classifier"],
     "clip": ["clip"],
+    "clip_swaps": ["clip"],
     "aesthetic": ["clip", "aesthetic"],
     "t2i": ["sd", "eval_classifier"],
 }
@@ -67,8 +68,20 @@ def part_clip(out: dict, a: argparse.Namespace) -> None:
     out.update(
         clip_zero_shot_shape_top1=zs["shape"].value, clip_zero_shot_color_top1=zs["color"].value
     )
-    print(f"CLIP zero-shot shape top-1: {zs['shape']} (target ≥ 0.80)")
+    print(f"CLIP zero-shot shape top-1 ({quality.N_WORDS} words): {zs['shape']} (target ≥ 0.80)")
     print(f"CLIP zero-shot color top-1 (6 colors): {zs['color']} (target ≥ 0.90)")
+
+
+def part_clip_swaps(out: dict, a: argparse.Namespace) -> None:
+    images, records = load_split("eval_two", a.n)
+    clip = ClipModel(ClipSpec(*a.clip) if a.clip else CLIP)
+    acc = quality.clip_swap_accuracy(clip, images, records)
+    out.update({f"clip_swap_{k}": e.value for k, e in acc.items()})
+    print(
+        f"CLIP true caption over a hard negative, {len(records)} two-object renders (target ≥ 0.90 each):"
+    )
+    for kind, e in acc.items():
+        print(f"  {kind:9s} swapped: {e}")
 
 
 def part_aesthetic(out: dict, a: argparse.Namespace) -> None:
@@ -113,6 +126,8 @@ def main() -> None:
     p.add_argument("--two", type=int, default=64, help="two-object prompts")
     p.add_argument("--json", default=None)
     p.add_argument("--sd", default=SD, help="text-to-image pipeline to judge (default: shipped)")
+    p.add_argument("--clip", nargs=2, metavar=("CONFIG_JSON", "WEIGHTS"),
+                   help="the CLIP for --parts clip_swaps (default: shipped)")  # fmt: skip
     p.add_argument("--grid", default=None, help="write the one-object t2i images to this PNG")
     p.add_argument("--seed-base", type=int, default=EVAL_SEEDS,
                    help="first one-object seed; 8000000 with --seeds-per-prompt 4 --two 0 is the\n"
@@ -122,7 +137,7 @@ def main() -> None:
     have = available()
     out: dict = {}
     parts = {"vae": part_vae, "classifiers": part_classifiers, "clip": part_clip,
-             "aesthetic": part_aesthetic, "t2i": part_t2i}  # fmt: skip
+             "clip_swaps": part_clip_swaps, "aesthetic": part_aesthetic, "t2i": part_t2i}  # fmt: skip
     for part in a.parts:
         missing = [k for k in NEEDS[part] if not have[k]]
         if missing:

@@ -20,6 +20,8 @@ from ..sampling.edict import EdictChain
 from ..sampling.schedule import Schedule
 from .analysis import find_objects, relation_of
 from .assets import EVAL_CLASSIFIER
+from .dataset import scene_from_record
+from .negatives import KINDS, describe, hard_negatives
 from .world import COLORS, SHAPE_WORD, SHAPES, article
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "one_object_prompts",
     "aesthetic_correlation",
     "classifier_accuracy",
+    "clip_swap_accuracy",
     "clip_zero_shot",
     "generate",
     "judge",
@@ -36,6 +39,10 @@ __all__ = [
     "to_tensor",
     "vae_psnr",
 ]
+
+
+#: Shape words of the world (the hidden polygon classes share one): the zero-shot choices.
+N_WORDS = len(set(SHAPE_WORD.values()))
 
 
 def to_tensor(images: np.ndarray) -> Tensor:
@@ -88,6 +95,26 @@ def clip_zero_shot(clip: ClipModel, images: np.ndarray, records: list[dict]) -> 
         shape_ok.append(words[int((by_word @ e).argmax())] == o["word"])
         color_ok.append(list(COLORS)[int((by_color @ e).argmax())] == o["color"])
     return {"shape": proportion(shape_ok), "color": proportion(color_ok)}
+
+
+@torch.no_grad()
+def clip_swap_accuracy(
+    clip: ClipModel, images: np.ndarray, records: list[dict]
+) -> dict[str, Estimate]:
+    """Per kind of hard negative (:data:`~doodl_pl.shapes64.negatives.KINDS`), how often the CLIP
+    scores a two-object render's true caption above the caption changed in that one way."""
+    wins: dict[str, list[bool]] = {k: [] for k in KINDS}
+    for i in range(0, len(images), 64):
+        emb = clip.encode_image(to_tensor(images[i : i + 64]))
+        for e, rec in zip(emb, records[i : i + 64], strict=True):
+            scene = scene_from_record(rec)
+            negatives = hard_negatives(scene)
+            true = describe(scene.objects[0], scene.relation, scene.objects[1])
+            txt = clip.encode_text([true, *negatives.values()])
+            sims = (txt @ e).tolist()
+            for kind, sim in zip(negatives, sims[1:], strict=True):
+                wins[kind].append(sims[0] > sim)
+    return {k: proportion(v) for k, v in wins.items()}
 
 
 @torch.no_grad()

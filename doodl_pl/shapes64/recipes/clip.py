@@ -8,8 +8,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...utils.weights import save_weights
+from ...hub import resolve
+from ...utils.weights import load_weights, save_weights
 from ..dataset import scene_from_record
+from ..negatives import hard_negatives
 from ..world import caption
 from .base import MAX_TOKENS, Recipe, to01
 
@@ -39,17 +41,30 @@ CLIP_CONFIG = {
 class ClipRecipe(Recipe):
     """A small open_clip model trained contrastively on (render, caption) pairs.
 
-    Exports ``shapes64-clip.json`` (the open_clip model config) and ``shapes64-clip.safetensors``.
+    Exports ``<name>.json`` (the open_clip model config) and ``<name>.safetensors``.
+
+    Args:
+        model_cfg: the open_clip model config (default :data:`CLIP_CONFIG`).
+        hard_negatives: add each two-object image's hard-negative captions
+            (:func:`~doodl_pl.shapes64.negatives.hard_negatives`) to the texts its
+            image-to-text softmax competes against (NegCLIP); the text-to-image side is unchanged.
+        init_weights: start from these weights (safetensors of the same config), e.g. to
+            fine-tune the shipped CLIP; ``None`` starts from scratch.
+        lr, export_dir: optimiser and output.
+        name: the exported model's name.
     """
 
     def __init__(
         self,
         model_cfg: dict | None = None,
+        hard_negatives: bool = False,
+        init_weights: str | None = None,
         lr: float = 5e-4,
         export_dir: str = "pkg:shapes64/clip",
         name: str = "shapes64-clip",
+        warmup: int = 200,
     ) -> None:
-        super().__init__(lr, export_dir)
+        super().__init__(lr, export_dir, warmup=warmup)
         import open_clip
 
         self.name, self.cfg = name, model_cfg or CLIP_CONFIG
@@ -58,7 +73,12 @@ class ClipRecipe(Recipe):
         cfg_path.write_text(json.dumps(self.cfg, indent=1))
         open_clip.add_model_config(str(cfg_path))
         self.model = open_clip.create_model(name, pretrained=None)
+        if init_weights is not None:
+            self.model.load_state_dict(
+                {k: v.float() for k, v in load_weights(resolve(init_weights)).items()}
+            )
         self.tokenizer = open_clip.get_tokenizer(name)
+        self.hard_negatives = hard_negatives
         from ...losses.clip_models import OPENAI_MEAN, OPENAI_STD
 
         self.register_buffer("mean", torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -66,21 +86,26 @@ class ClipRecipe(Recipe):
 
     def training_step(self, batch, _):
         idx = batch[1].tolist()
+        scenes = [scene_from_record(self.records[j]) for j in idx]
         texts = [
-            caption(
-                scene_from_record(self.records[j]), np.random.default_rng([j, self.global_step])
-            )
-            for j in idx
+            caption(s, np.random.default_rng([j, self.global_step]))
+            for s, j in zip(scenes, idx, strict=True)
         ]
+        negatives = (
+            [n for s in scenes for n in hard_negatives(s).values()] if self.hard_negatives else []
+        )
         img = F.normalize(self.model.encode_image((to01(batch[0]) - self.mean) / self.std), dim=-1)
-        txt = F.normalize(self.model.encode_text(self.tokenizer(texts).to(self.device)), dim=-1)
+        tokens = self.tokenizer(texts + negatives).to(self.device)
+        txt = F.normalize(self.model.encode_text(tokens), dim=-1)
         logits = self.model.logit_scale.exp().clamp(max=100) * img @ txt.T
-        # identical captions in a batch are positives too
+        n = len(texts)
+        # identical captions in a batch are positives too; negatives are nobody's positive
         same = torch.tensor([[a == b for b in texts] for a in texts], device=self.device).float()
         target = same / same.sum(1, keepdim=True)
+        to_text = F.pad(target, (0, len(negatives)))
         loss = (
-            -(target * logits.log_softmax(1)).sum(1).mean()
-            - (target * logits.T.log_softmax(1)).sum(1).mean()
+            -(to_text * logits.log_softmax(1)).sum(1).mean()
+            - (target * logits[:, :n].T.log_softmax(1)).sum(1).mean()
         )
         self.log("train/loss", loss / 2, prog_bar=True)
         return loss / 2

@@ -1,0 +1,91 @@
+"""Hard-negative captions (NegCLIP data) and the CLIP recipe that trains on them."""
+
+import pytest
+import torch
+from helpers import ROOT
+
+from doodl_pl.shapes64 import Obj, Scene, caption, sample_scene
+from doodl_pl.shapes64.negatives import KINDS, OPPOSITE, describe, hard_negatives
+
+
+def test_each_kind_changes_exactly_one_thing():
+    a = Obj("square", "red", None, 9.0, 20.0, 20.0)
+    b = Obj("star", "blue", "green", 9.0, 20.0, 45.0)
+    scene = Scene("white", [a, b], "above")
+    assert describe(a, "above", b) == "a red square above a blue star"
+    assert hard_negatives(scene) == {
+        "colors": "a blue square above a red star",
+        "shapes": "a red star above a blue square",
+        "relation": "a red square below a blue star",
+        "objects": "a blue star above a red square",
+    }
+    # a kind that would give back the true caption is left out
+    twins = Scene("white", [a, Obj("square", "orange", None, 9.0, 45.0, 20.0)], "to the left of")
+    assert set(hard_negatives(twins)) == {"colors", "relation", "objects"}
+    assert hard_negatives(Scene("white", [a])) == {}
+    assert all(OPPOSITE[OPPOSITE[r]] == r for r in OPPOSITE)
+
+
+def test_negatives_follow_the_worlds_grammar_and_are_never_true():
+    import numpy as np
+
+    for seed in range(200):
+        scene = sample_scene(seed, n_objects=2)
+        a, b = scene.objects
+        true = caption(scene, np.random.default_rng(seed))
+        assert describe(a, scene.relation, b) == true  # the same grammar as the data
+        negatives = hard_negatives(scene)
+        assert set(negatives) <= set(KINDS) and {"relation", "objects"} <= set(negatives)
+        assert true not in negatives.values() and len(set(negatives.values())) == len(negatives)
+        words = sorted(w for w in true.split() if w not in ("a", "an"))
+        for kind, text in negatives.items():  # the same words, but for the reversed relation
+            mine = sorted(w for w in text.split() if w not in ("a", "an"))
+            if kind == "relation":
+                assert text == describe(a, OPPOSITE[scene.relation], b)
+            else:
+                assert mine == words, (kind, text, true)
+
+
+@pytest.fixture(scope="module")
+def clip_recipe(tmp_path_factory):
+    from doodl_pl.shapes64.recipes import ClipRecipe
+
+    return ClipRecipe(export_dir=str(tmp_path_factory.mktemp("clip")))
+
+
+def test_hard_negatives_compete_in_the_image_to_text_softmax(clip_recipe, monkeypatch):
+    """Adding competitors can only raise −log p(true caption); with two-object scenes in the
+    batch it does, and on a batch of one-object scenes it changes nothing."""
+    from doodl_pl.shapes64.dataset import load_split
+    from doodl_pl.shapes64.recipes import ClipRecipe
+
+    images, records = load_split("train", 24)
+    monkeypatch.setattr(ClipRecipe, "records", property(lambda self: records))
+    clip_recipe.log = lambda *a, **k: None
+    batch = (torch.from_numpy(images).permute(0, 3, 1, 2), torch.arange(24))
+    two = [len(r["objects"]) == 2 for r in records]
+    assert any(two) and not all(two)
+
+    def loss(hard, rows):
+        clip_recipe.hard_negatives = hard
+        with torch.no_grad():
+            return float(clip_recipe.training_step((batch[0][rows], batch[1][rows]), 0))
+
+    everything = list(range(24))
+    assert loss(True, everything) > loss(False, everything) + 1e-4
+    one = [i for i in everything if not two[i]]
+    assert loss(True, one) == pytest.approx(loss(False, one), abs=1e-6)
+
+
+def test_recipe_starts_from_given_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from doodl_pl.shapes64.assets import CLIP, available
+    from doodl_pl.shapes64.recipes import ClipRecipe
+
+    if not available()["clip"]:
+        pytest.skip("shipped Shapes-64 CLIP missing")
+    recipe = ClipRecipe(init_weights=CLIP.pretrained, export_dir=str(tmp_path))
+    shipped = load_file(str(ROOT / "doodl_pl" / "assets" / CLIP.pretrained))
+    for k, v in recipe.model.state_dict().items():
+        torch.testing.assert_close(v, shipped[k].float())
