@@ -12,7 +12,8 @@ relation   the relation is reversed              a red square below a blue star
 objects    the two objects exchange places       a blue star above a red square
 =========  ====================================  ==========================================
 
-A kind is left out when it would give back the true caption (e.g. two squares for ``shapes``).
+A kind is left out when it would give back the true caption (e.g. two squares for ``shapes``)
+or an earlier kind's caption (two "polygon"s: swapping colors = swapping objects).
 """
 
 from __future__ import annotations
@@ -54,4 +55,10 @@ def hard_negatives(scene: Scene) -> dict[str, str]:
         "relation": describe(a, OPPOSITE[rel], b),
         "objects": describe(b, rel, a),
     }
-    return {k: v for k, v in out.items() if v != true}
+    seen = {true}
+    kept = {}
+    for k, v in out.items():  # a kind that repeats the truth or an earlier kind is left out
+        if v not in seen:
+            kept[k] = v
+            seen.add(v)
+    return kept

@@ -45,9 +45,10 @@ class ClipRecipe(Recipe):
 
     Args:
         model_cfg: the open_clip model config (default :data:`CLIP_CONFIG`).
-        hard_negatives: add each two-object image's hard-negative captions
-            (:func:`~doodl_pl.shapes64.negatives.hard_negatives`) to the texts its
-            image-to-text softmax competes against (NegCLIP); the text-to-image side is unchanged.
+        hard_negatives: weight of a hard-negative term (NegCLIP): each two-object image's
+            caption must also beat that caption's hard negatives
+            (:func:`~doodl_pl.shapes64.negatives.hard_negatives`) in a softmax of their own;
+            ``None`` leaves it out.
         init_weights: start from these weights (safetensors of the same config), e.g. to
             fine-tune the shipped CLIP; ``None`` starts from scratch.
         lr, export_dir: optimiser and output.
@@ -57,7 +58,7 @@ class ClipRecipe(Recipe):
     def __init__(
         self,
         model_cfg: dict | None = None,
-        hard_negatives: bool = False,
+        hard_negatives: float | None = None,
         init_weights: str | None = None,
         lr: float = 5e-4,
         export_dir: str = "pkg:shapes64/clip",
@@ -78,6 +79,8 @@ class ClipRecipe(Recipe):
                 {k: v.float() for k, v in load_weights(resolve(init_weights)).items()}
             )
         self.tokenizer = open_clip.get_tokenizer(name)
+        if hard_negatives is not None and hard_negatives <= 0:
+            raise ValueError(f"`hard_negatives` must be > 0 or null, got {hard_negatives}")
         self.hard_negatives = hard_negatives
         from ...losses.clip_models import OPENAI_MEAN, OPENAI_STD
 
@@ -91,24 +94,36 @@ class ClipRecipe(Recipe):
             caption(s, np.random.default_rng([j, self.global_step]))
             for s, j in zip(scenes, idx, strict=True)
         ]
-        negatives = (
-            [n for s in scenes for n in hard_negatives(s).values()] if self.hard_negatives else []
-        )
+        negatives = [
+            list(hard_negatives(s).values()) if self.hard_negatives else [] for s in scenes
+        ]
         img = F.normalize(self.model.encode_image((to01(batch[0]) - self.mean) / self.std), dim=-1)
-        tokens = self.tokenizer(texts + negatives).to(self.device)
+        tokens = self.tokenizer(texts + [t for ns in negatives for t in ns]).to(self.device)
         txt = F.normalize(self.model.encode_text(tokens), dim=-1)
-        logits = self.model.logit_scale.exp().clamp(max=100) * img @ txt.T
+        scale = self.model.logit_scale.exp().clamp(max=100)
         n = len(texts)
-        # identical captions in a batch are positives too; negatives are nobody's positive
+        logits = scale * img @ txt[:n].T
+        # identical captions in a batch are positives too
         same = torch.tensor([[a == b for b in texts] for a in texts], device=self.device).float()
         target = same / same.sum(1, keepdim=True)
-        to_text = F.pad(target, (0, len(negatives)))
         loss = (
-            -(to_text * logits.log_softmax(1)).sum(1).mean()
-            - (target * logits[:, :n].T.log_softmax(1)).sum(1).mean()
-        )
-        self.log("train/loss", loss / 2, prog_bar=True)
-        return loss / 2
+            -(target * logits.log_softmax(1)).sum(1).mean()
+            - (target * logits.T.log_softmax(1)).sum(1).mean()
+        ) / 2
+        self.log("train/loss", loss, prog_bar=True)
+        if self.hard_negatives:
+            # each two-object image: its caption against that caption's hard negatives
+            terms, start = [], n
+            for i, ns in enumerate(negatives):
+                if ns:
+                    cand = torch.cat([txt[i : i + 1], txt[start : start + len(ns)]])
+                    terms.append(-(scale * cand @ img[i]).log_softmax(0)[0])
+                    start += len(ns)
+            if terms:
+                hn = torch.stack(terms).mean()
+                self.log("train/hard_negatives", hn, prog_bar=True)
+                loss = loss + self.hard_negatives * hn
+        return loss
 
     def export(self) -> None:
         save_weights(
