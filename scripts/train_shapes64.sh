@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Retrain every Shapes-64 model from scratch (or resume): VAE, CLIP, the text-to-image model (its
 # frozen text encoder is CLIP's text tower, so retrain it after CLIP), guide classifier, aesthetic
-# head, evaluation classifier, and the hard-negative CLIP (fine-tuned from CLIP). Each recipe checkpoints every 250
+# head, evaluation classifier (`clip_hn`, the hard-negative CLIP experiment, only when named). Each recipe checkpoints every 250
 # steps under checkpoints/shapes64/<model>/ and resumes from last.ckpt when rerun; a recipe whose
 # export already exists is skipped (pass --force to retrain all). Exports go to
 # doodl_pl/assets/shapes64/.   Usage: bash scripts/train_shapes64.sh [--force] [model ...]
@@ -11,7 +11,7 @@ bash scripts/setup.sh
 force=0
 if [ "${1:-}" = "--force" ]; then force=1; shift; fi
 models=("$@")
-[ ${#models[@]} -gt 0 ] || models=(vae clip t2i classifier aesthetic eval_classifier clip_hn)
+[ ${#models[@]} -gt 0 ] || models=(vae clip t2i classifier aesthetic eval_classifier)
 # Checkpoints live outside the work tree so that a fresh checkout can still resume.
 mkdir -p "$HOME/.cache/doodl_pl/checkpoints"
 [ -e checkpoints ] || ln -s "$HOME/.cache/doodl_pl/checkpoints" checkpoints
