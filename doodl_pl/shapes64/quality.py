@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ from .analysis import find_objects, relation_of
 from .assets import EVAL_CLASSIFIER
 from .dataset import scene_from_record
 from .negatives import KINDS, describe, hard_negatives
+from .render import render
 from .world import COLORS, SHAPE_WORD, SHAPES, article
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "one_object_prompts",
     "aesthetic_correlation",
     "classifier_accuracy",
+    "clip_relation_sensitivity",
     "clip_swap_accuracy",
     "clip_zero_shot",
     "generate",
@@ -115,6 +117,28 @@ def clip_swap_accuracy(
             for kind, sim in zip(negatives, sims[1:], strict=True):
                 wins[kind].append(sims[0] > sim)
     return {k: proportion(v) for k, v in wins.items()}
+
+
+@torch.no_grad()
+def clip_relation_sensitivity(clip: ClipModel, records: list[dict]) -> dict[str, float]:
+    """Where a CLIP loses relations, on two-object scenes: the median cosine between a caption
+    and its relation-reversed twin (text side), between a render and the same scene with the two
+    objects' positions exchanged (image side), and the mean score gap true − reversed."""
+    text_cos, image_cos, gap = [], [], []
+    for rec in records:
+        scene = scene_from_record(rec)
+        a, b = scene.objects
+        t = clip.encode_text([describe(a, scene.relation, b), hard_negatives(scene)["relation"]])
+        moved = replace(scene, objects=[replace(a, cx=b.cx, cy=b.cy), replace(b, cx=a.cx, cy=a.cy)])
+        im = clip.encode_image(to_tensor(np.stack([render(scene), render(moved)])))
+        text_cos.append(float(t[0] @ t[1]))
+        image_cos.append(float(im[0] @ im[1]))
+        gap.append(float(im[0] @ t[0] - im[0] @ t[1]))
+    return {
+        "text_cos": float(np.median(text_cos)),
+        "image_cos": float(np.median(image_cos)),
+        "score_gap": float(np.mean(gap)),
+    }
 
 
 @torch.no_grad()

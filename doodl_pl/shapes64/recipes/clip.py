@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -69,8 +71,9 @@ class ClipRecipe(Recipe):
         import open_clip
 
         self.name, self.cfg = name, model_cfg or CLIP_CONFIG
-        self.export_dir.mkdir(parents=True, exist_ok=True)
-        cfg_path = self.export_dir / f"{name}.json"
+        # open_clip builds models by registered config name; register it from a scratch folder
+        # (the export folder gets its copy at export, not when a recipe is merely built).
+        cfg_path = Path(tempfile.mkdtemp()) / f"{name}.json"
         cfg_path.write_text(json.dumps(self.cfg, indent=1))
         open_clip.add_model_config(str(cfg_path))
         self.model = open_clip.create_model(name, pretrained=None)
@@ -126,6 +129,7 @@ class ClipRecipe(Recipe):
         return loss
 
     def export(self) -> None:
+        (self.export_dir / f"{self.name}.json").write_text(json.dumps(self.cfg, indent=1))
         save_weights(
             {k: v.half() for k, v in self.model.state_dict().items()},
             self.export_dir / f"{self.name}.safetensors",
