@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 
 import numpy as np
@@ -22,11 +23,13 @@ from doodl_pl.evaluation.validity import Validity
 from doodl_pl.losses import AestheticLoss, ClipModel, ClipSpec
 from doodl_pl.shapes64 import quality
 from doodl_pl.shapes64.assets import CLIP, EVAL_CLASSIFIER, GUIDE_CLASSIFIER, HEAD, SD, available
+from doodl_pl.shapes64.benchmark import build_items
 from doodl_pl.shapes64.dataset import load_split
 
 EVAL_SEEDS = 7_000_000  # first one-object seed of the reported t2i figures
 NEEDS = {
     "vae": ["vae"],
+    "vae_content": ["vae", "eval_classifier"],
     "classifiers": ["classifier"],
     "clip": ["clip"],
     "clip_swaps": ["clip"],
@@ -41,6 +44,16 @@ def part_vae(out: dict, a: argparse.Namespace) -> None:
     out.update(vae_psnr_db=float(np.mean(values)), vae_psnr_db_std=float(np.std(values)))
     print(f"VAE reconstruction PSNR: {np.mean(values):.2f} dB (± {np.std(values):.2f} sd, "
           f"{len(values)} held-out renders; target ≥ 28)")  # fmt: skip
+
+
+def part_vae_content(out: dict, a: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = build_items("aesthetic", a.n, a.items_split, tmp)
+        items = [json.loads(line) for line in path.read_text().splitlines()]
+        kept = quality.vae_content_kept(StableDiffusion(SD), quality.judge(), items)
+    out.update({f"vae_roundtrip_{k}": e.value for k, e in kept.items()})
+    print(f"VAE round trip alone, {a.n} aesthetic-edit photos ({a.items_split} split): "
+          + ", ".join(f"{k} {e}" for k, e in kept.items()))  # fmt: skip
 
 
 def part_classifiers(out: dict, a: argparse.Namespace) -> None:
@@ -131,6 +144,8 @@ def main() -> None:
     p.add_argument("--two", type=int, default=64, help="two-object prompts")
     p.add_argument("--json", default=None)
     p.add_argument("--sd", default=SD, help="text-to-image pipeline to judge (default: shipped)")
+    p.add_argument("--items-split", default="tune", choices=["tune", "eval"],
+                   help="benchmark split of the photos for --parts vae_content")  # fmt: skip
     p.add_argument("--clip", nargs=2, metavar=("CONFIG_JSON", "WEIGHTS"),
                    help="the CLIP for --parts clip_swaps (default: shipped)")  # fmt: skip
     p.add_argument("--grid", default=None, help="write the one-object t2i images to this PNG")
@@ -141,7 +156,7 @@ def main() -> None:
     torch.manual_seed(0)
     have = available()
     out: dict = {}
-    parts = {"vae": part_vae, "classifiers": part_classifiers, "clip": part_clip,
+    parts = {"vae": part_vae, "vae_content": part_vae_content, "classifiers": part_classifiers, "clip": part_clip,
              "clip_swaps": part_clip_swaps, "aesthetic": part_aesthetic, "t2i": part_t2i}  # fmt: skip
     for part in a.parts:
         missing = [k for k in NEEDS[part] if not have[k]]

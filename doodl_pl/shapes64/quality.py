@@ -39,6 +39,7 @@ __all__ = [
     "t2i_one_object",
     "t2i_two_object",
     "to_tensor",
+    "vae_content_kept",
     "vae_psnr",
 ]
 
@@ -151,6 +152,23 @@ def aesthetic_correlation(head: AestheticLoss, images: np.ndarray, records: list
     r = float(np.corrcoef(pred.numpy(), true)[0, 1])
     z, se = math.atanh(r), 1 / math.sqrt(len(true) - 3)
     return Estimate(r, math.tanh(z - 1.96 * se), math.tanh(z + 1.96 * se), len(true), "fisher-z")
+
+
+@torch.no_grad()
+def vae_content_kept(sd: StableDiffusion, checks: Shapes64Checks, items: list[dict]) -> dict:
+    """On edit items (their ``image`` and ``truth``): how much of the content survives the VAE
+    round trip alone (encode → posterior mean → decode), as the edit checks read it."""
+    from ..data.images import load_image
+
+    per: dict[str, list[bool]] = {"content_kept": [], "shape": [], "outline": [], "color": []}
+    for item in items:
+        x = load_image(item["image"])[None]
+        out = (sd.decode(sd.encode(x))[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+        source = (x[0] * 255).round().byte().permute(1, 2, 0).numpy()
+        result = checks.check(out, item["truth"], source)
+        for k in per:
+            per[k].append(result.get(k, 0.0) == 1.0)
+    return {k: proportion(v) for k, v in per.items()}
 
 
 @torch.no_grad()
