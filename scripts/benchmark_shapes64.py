@@ -31,6 +31,7 @@ from doodl_pl.evaluation import (
     side_by_side,
     write_results,
 )
+from doodl_pl.evaluation.results import budget_curve
 from doodl_pl.main import main as doodl_main
 from doodl_pl.outputs import settings_changes
 from doodl_pl.shapes64.benchmark import APPS, METHODS, build_items, method_config
@@ -188,6 +189,9 @@ def main() -> None:
     p.add_argument("--paired", nargs="*", default=["doodl"],
                    help="columns to compare item by item against every other column "
                    "(paired differences on the same items and seeds)")  # fmt: skip
+    p.add_argument("--curve", nargs="*", default=[], metavar="METRIC",
+                   help="plot METRIC against UNet calls, a line per method; runs named\n"
+                   "FAMILY@LABEL (e.g. --variant doodl@m2:doodl:opt_steps=2) join FAMILY's line")  # fmt: skip
     a = p.parse_args()
     sets = parse_sets(a.set)
     variants = parse_variants(a.variant)
@@ -213,6 +217,11 @@ def main() -> None:
             runs, app_dir / "evaluation" / "grid.png", [r.name for r in runs], max_items=8
         )
         table = markdown(results)
+        for metric in a.curve:
+            path = budget_curve(
+                results, metric, app_dir / "evaluation" / f"curve_{metric}.png", f"Shapes-64 {app}"
+            )
+            table += f"\nCurve of {metric} against UNet calls: `{path}`\n"
         for focus in a.paired:
             paired = paired_markdown(results, focus)
             if paired:

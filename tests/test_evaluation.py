@@ -320,3 +320,26 @@ def test_paired_difference_joins_items_by_id():
     table = paired_markdown(results, "doodl")
     assert "| doodl − best_of_n |" in table and "| color | +0.500 [" in table
     assert paired_markdown(results, "absent") == ""
+
+
+def test_budget_curve_joins_runs_by_family(tmp_path):
+    from doodl_pl.evaluation.results import budget_curve, curve_points
+
+    def run(name, calls, value):
+        metrics = (
+            {}
+            if value is None
+            else {"color": {"value": value, "lo": value - 0.1, "hi": value + 0.1}}
+        )
+        return {"name": name, "metrics": metrics, "cost": {"unet_calls_per_item": calls}}
+
+    results = [
+        run("vanilla", 20, 0.3), run("doodl", 500, 0.7), run("doodl@m2", 140, 0.5),
+        run("best_of_n@m2", 140, 0.6), run("best_of_n", 500, 0.9), run("broken", 80, None),
+    ]  # fmt: skip
+    points = curve_points(results, "color")
+    assert list(points) == ["vanilla", "doodl", "best_of_n"]
+    assert [p[:2] for p in points["doodl"]] == [(140, 0.5), (500, 0.7)]
+    assert [p[:2] for p in points["best_of_n"]] == [(140, 0.6), (500, 0.9)]
+    path = budget_curve(results, "color", tmp_path / "curve.png")
+    assert Image.open(path).size[0] > 300

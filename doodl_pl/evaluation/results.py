@@ -14,7 +14,15 @@ import numpy as np
 from .evaluator import lower_is_better
 from .stats import Estimate
 
-__all__ = ["image_grid", "markdown", "plot", "side_by_side", "write_results"]
+__all__ = [
+    "budget_curve",
+    "curve_points",
+    "image_grid",
+    "markdown",
+    "plot",
+    "side_by_side",
+    "write_results",
+]
 
 
 def markdown(results: list[dict[str, Any]]) -> str:
@@ -68,6 +76,47 @@ def plot(results: list[dict[str, Any]], path: Path, title: str = "") -> Path:
         ax.axis("off")
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def curve_points(
+    results: list[dict[str, Any]], metric: str
+) -> dict[str, list[tuple[float, float, float, float]]]:
+    """``family → [(UNet calls per item, value, lo, hi)]`` sorted by calls. A run named
+    ``family@label`` (e.g. ``doodl@m2``) joins ``family`` (e.g. the run named ``doodl``); runs
+    without a finite ``metric`` are left out."""
+    lines: dict[str, list[tuple[float, float, float, float]]] = {}
+    for r in results:
+        e = r["metrics"].get(metric)
+        calls = r["cost"]["unet_calls_per_item"]
+        if e is None or not math.isfinite(e["value"]) or not math.isfinite(calls):
+            continue
+        lines.setdefault(r["name"].split("@")[0], []).append((calls, e["value"], e["lo"], e["hi"]))
+    return {k: sorted(v) for k, v in lines.items()}
+
+
+def budget_curve(results: list[dict[str, Any]], metric: str, path: Path, title: str = "") -> Path:
+    """``metric`` against UNet calls per item, one line per method family (:func:`curve_points`)
+    with its 95 % intervals, as a PNG at ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for name, pts in curve_points(results, metric).items():
+        x, y, lo, hi = (list(v) for v in zip(*pts, strict=True))
+        err = [[max(0.0, a - b) for a, b in zip(y, lo, strict=True)],
+               [max(0.0, b - a) for a, b in zip(y, hi, strict=True)]]  # fmt: skip
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=name)
+    ax.set_xlabel("UNet calls per item")
+    ax.set_ylabel(metric + (" (lower is better)" if lower_is_better(metric) else ""))
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
