@@ -39,6 +39,7 @@ __all__ = [
     "t2i_one_object",
     "t2i_two_object",
     "to_tensor",
+    "to_uint8",
     "vae_content_kept",
     "vae_psnr",
 ]
@@ -51,6 +52,12 @@ N_WORDS = len(set(SHAPE_WORD.values()))
 def to_tensor(images: np.ndarray) -> Tensor:
     """uint8 ``(N, H, W, 3)`` → float ``(N, 3, H, W)`` in [0, 1]."""
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+
+
+def to_uint8(images: Tensor) -> np.ndarray:
+    """float ``(N, 3, H, W)`` in [0, 1] (clamped) → uint8 ``(N, H, W, 3)``: :func:`to_tensor`'s
+    inverse."""
+    return (images.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def psnr(a: Tensor, b: Tensor) -> Tensor:
@@ -163,9 +170,8 @@ def vae_content_kept(sd: StableDiffusion, checks: Shapes64Checks, items: list[di
     per: dict[str, list[bool]] = {"content_kept": [], "shape": [], "outline": [], "color": []}
     for item in items:
         x = load_image(item["image"])[None]
-        out = (sd.decode(sd.encode(x))[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
-        source = (x[0] * 255).round().byte().permute(1, 2, 0).numpy()
-        result = checks.check(out, item["truth"], source)
+        out = to_uint8(sd.decode(sd.encode(x)))[0]
+        result = checks.check(out, item["truth"], to_uint8(x)[0])
         for k in per:
             per[k].append(result.get(k, 0.0) == 1.0)
     return {k: proportion(v) for k, v in per.items()}
@@ -190,7 +196,7 @@ def generate(
             [torch.randn(sd.latent_shape(), generator=torch.Generator().manual_seed(k)) for k in s]
         )
         x0, _ = EdictChain(sd.eps_model, schedule, sd.condition(p, None, scale)).sample(x, x)
-        out.append((sd.decode(x0).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy())
+        out.append(to_uint8(sd.decode(x0)))
     return np.concatenate(out)
 
 
