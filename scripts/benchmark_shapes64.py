@@ -35,14 +35,9 @@ from doodl_pl.evaluation.results import budget_curve
 from doodl_pl.main import main as doodl_main
 from doodl_pl.outputs import settings_changes
 from doodl_pl.shapes64.benchmark import APPS, METHODS, build_items, method_config
+from doodl_pl.shapes64.tuning import HEADLINE, grid_points, parse_grid, pick_best, tuning_score
 
 ROOT = Path(__file__).resolve().parents[1]
-HEADLINE = {
-    "text": ["full_match", "color", "shape", "relation", "clip_score"],
-    "vocabulary": ["validity", "shape", "color", "fid"],
-    "personalization": ["full_match", "shape", "outline", "relation", "clip_i"],
-    "aesthetic": ["edit_success", "improved", "content_kept", "aesthetic_gain", "aesthetic"],
-}
 
 
 def parse_sets(values: list[str]) -> dict[str, dict[str, object]]:
@@ -116,47 +111,33 @@ def evaluate(evaluator, app_dir: Path, runs: list[Path], items: Path, title: str
     return results, paths
 
 
-def tuning_score(app: str, result: dict) -> float:
-    """Mean of the app's headline success rates (proportions) on the tuning split."""
-    vals = [
-        result["metrics"][k]["value"]
-        for k in HEADLINE[app]
-        if k in result["metrics"] and result["metrics"][k]["method"] == "wilson"
-    ]
-    return sum(vals) / len(vals) if vals else float("-inf")
-
-
-def tune(app, a, evaluator, out: Path, sets) -> tuple[dict, str]:
-    """Try each (``--tune-lr``, ``--tune-clip``) pair for DOODL on the tuning split; return the
-    best pair's overrides and a report."""
-    if not a.tune_lr and not a.tune_clip:
+def tune(app, a, evaluator, out: Path, sets, grid) -> tuple[dict, str]:
+    """Run every method's grid on the tuning split; return each method's best overrides and a
+    report line per method."""
+    if not grid:
         return {}, ""
     tdir = out / app / "tune"
     items = build_items(app, a.tune_n, "tune", tdir / "items")
-    grid = {}
-    for lr in a.tune_lr or [None]:
-        for clip in a.tune_clip or [None]:
-            over, name = {}, "doodl"
-            if lr is not None:
-                over["optimizer.init_args.lr"], name = lr, f"{name}_lr{lr:g}"
-            if clip is not None:
-                over["optimizer.init_args.clip"], name = clip, f"{name}_clip{clip:g}"
-            grid[name] = over
-    runs = [
-        run_method(app, "doodl", items, tdir / name, a, {**sets.get("doodl", {}), **over})
-        for name, over in grid.items()
-    ]
-    results, _ = evaluate(evaluator, tdir, runs, items, f"Shapes-64 {app}: DOODL tuning")
-    if not results:
-        return {}, "Tuning failed (no DOODL run finished); default settings.\n"
-    scores = {r["name"]: tuning_score(app, r) for r in results}
-    best = max(scores, key=scores.get)  # the first of equals, in grid order
-    label = {n: ", ".join(f"{k.split('.')[-1]}={v:g}" for k, v in grid[n].items()) for n in grid}
-    table = " · ".join(f"{label[n]}: {v:.3f}" for n, v in scores.items())
-    return (
-        grid[best],
-        f"Tuning ({a.tune_n} items, tune split, mean headline rate): {table} → {label[best]}.\n",
-    )
+    chosen, lines = {}, []
+    for method, axes in grid.items():
+        points = grid_points(method, axes)
+        runs = [
+            run_method(app, method, items, tdir / name, a, {**sets.get(method, {}), **over})
+            for name, over in points
+        ]
+        results, _ = evaluate(evaluator, tdir, runs, items, f"Shapes-64 {app}: {method} tuning")
+        if not results:
+            lines.append(f"Tuning {method} failed (no run finished); its default settings.")
+            continue
+        scores = {r["name"]: tuning_score(app, r) for r in results}
+        best = pick_best(scores)
+        over = dict(points)
+        chosen[method] = over[best]
+        label = {n: ", ".join(f"{k.split('.')[-1]}={v}" for k, v in o.items()) for n, o in points}
+        table = " · ".join(f"{label[n]}: {v:.3f}" for n, v in scores.items())
+        lines.append(f"Tuning {method} ({a.tune_n} items, tune split, mean headline rate): "
+                     f"{table} → {label[best]}.")  # fmt: skip
+    return chosen, "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -174,16 +155,14 @@ def main() -> None:
     p.add_argument("--variant", nargs="*", default=[], metavar="NAME:METHOD:KEY=VALUE,...",
                    help="an extra column: METHOD run again with these model.init_args "
                    "overrides (on top of --set), e.g. doodl_bdia:doodl:sampler=bdia")  # fmt: skip
+    p.add_argument("--tune", nargs="*", default=[], metavar="METHOD:KEY=V1,V2,...",
+                   help="a method's knob to try on the tuning split first (items disjoint from\n"
+                   "the evaluation items; one method's keys are crossed); each method's best\n"
+                   "point is used for the evaluation, e.g. one_step:loss_scale=0.3,1,3")  # fmt: skip
     p.add_argument("--tune-lr", nargs="*", type=float, default=[],
-                   help="DOODL step sizes λ to try on the tuning split first (items disjoint "
-                   "from the evaluation items); the best is used for the evaluation")  # fmt: skip
-    p.add_argument(
-        "--tune-clip",
-        nargs="*",
-        type=float,
-        default=[],
-        help="DOODL element-wise step bounds to try (crossed with --tune-lr)",
-    )
+                   help="shorthand for --tune doodl:optimizer.init_args.lr=...")  # fmt: skip
+    p.add_argument("--tune-clip", nargs="*", type=float, default=[],
+                   help="shorthand for --tune doodl:optimizer.init_args.clip=...")  # fmt: skip
     p.add_argument("--tune-n", type=int, default=12, help="tuning items per application")
     p.add_argument("--reps", type=int, default=200, help="bootstrap resamples for FID")
     p.add_argument("--paired", nargs="*", default=["doodl"],
@@ -195,6 +174,15 @@ def main() -> None:
     a = p.parse_args()
     sets = parse_sets(a.set)
     variants = parse_variants(a.variant)
+    try:
+        grid = parse_grid(a.tune)
+    except ValueError as e:
+        raise SystemExit(f"--tune: {e}") from None
+    for flag, key, values in (("lr", "lr", a.tune_lr), ("clip", "clip", a.tune_clip)):
+        if values:
+            if f"optimizer.init_args.{key}" in grid.get("doodl", {}):
+                raise SystemExit(f"--tune-{flag} repeats --tune doodl:optimizer.init_args.{key}")
+            grid.setdefault("doodl", {})[f"optimizer.init_args.{key}"] = list(values)
     out = Path(a.out)
     command = "python scripts/benchmark_shapes64.py " + shlex.join(sys.argv[1:])
     summary = [
@@ -203,8 +191,9 @@ def main() -> None:
     evaluator = Evaluator(EvalConfig.shapes64_preset(reps=a.reps))
     for app in a.apps:
         app_sets = {k: dict(v) for k, v in sets.items()}
-        best, tuned = tune(app, a, evaluator, out, sets)
-        app_sets.setdefault("doodl", {}).update(best)
+        best, tuned = tune(app, a, evaluator, out, sets, grid)
+        for method, over in best.items():
+            app_sets.setdefault(method, {}).update(over)
         app_dir = out / app
         items = build_items(app, a.n, a.split, app_dir / "items")
         runs = [run_method(app, m, items, app_dir / m, a, app_sets.get(m)) for m in a.methods]
@@ -213,7 +202,7 @@ def main() -> None:
             for name, m, over in variants
         ]
         results, paths = evaluate(evaluator, app_dir, runs, items, f"Shapes-64 {app}")
-        grid = side_by_side(
+        grid_png = side_by_side(
             runs, app_dir / "evaluation" / "grid.png", [r.name for r in runs], max_items=8
         )
         table = markdown(results)
@@ -231,7 +220,7 @@ def main() -> None:
         head = ", ".join(HEADLINE[app])
         print(f"\n## {app}  (headline: {head})\n\n{tuned}\n{table}")
         summary.append(
-            f"## {app}\n\nHeadline: {head}. Plot: `{paths['plot']}`, grid: `{grid}`.\n\n{tuned}\n{table}"
+            f"## {app}\n\nHeadline: {head}. Plot: `{paths['plot']}`, grid: `{grid_png}`.\n\n{tuned}\n{table}"
         )
         (out / f"summary_{app}.md").write_text(summary[-1])
     (out / "summary.md").write_text("\n".join(summary))
