@@ -1,0 +1,40 @@
+"""The line probe: score change along the loss gradient against a random direction."""
+
+import pytest
+import torch
+from helpers import backbone, items
+
+from doodl_pl.evaluation.landscape import line_probe
+from doodl_pl.losses import ColorLoss
+from doodl_pl.modules import DoodlModule
+
+
+def _module(tiny_assets, sampler="edict"):
+    return DoodlModule(
+        backbone(tiny_assets), loss=ColorLoss((1.0, 0.0, 0.0)), num_inference_steps=4,
+        sampler=sampler, opt_steps=1, guidance_scale=1.0,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("sampler", ["edict", "bdia"])
+def test_small_gradient_steps_lower_a_smooth_loss_more_than_random_steps(tiny_assets, sampler):
+    torch.manual_seed(0)
+    module = _module(tiny_assets, sampler)
+    its = items(3)
+    rows = line_probe(module, its, [1e-3, 1e-2], ["gradient", "sign", "random"])
+    by = {(r["direction"], r["step"]): r for r in rows}
+    assert len(rows) == 6
+    for kind in ("gradient", "sign"):
+        assert by[(kind, 1e-3)]["improved"] == 1.0, by[(kind, 1e-3)]
+        assert by[(kind, 1e-2)]["change"] < by[(kind, 1e-3)]["change"] < 0
+    # The gradient is the steepest direction: a random move of the same size changes less.
+    assert abs(by[("random", 1e-2)]["change"]) < abs(by[("gradient", 1e-2)]["change"])
+    assert len({r["start"] for r in rows}) == 1
+
+
+def test_bad_arguments_name_themselves(tiny_assets):
+    module = _module(tiny_assets)
+    with pytest.raises(ValueError, match="`directions`"):
+        line_probe(module, items(1), [0.01], ["uphill"])
+    with pytest.raises(ValueError, match="`steps`"):
+        line_probe(module, items(1), [0.0])
