@@ -40,6 +40,9 @@ def main() -> None:
     p.add_argument("--steps", nargs="+", type=float, default=[0.001, 0.003, 0.01, 0.03, 0.1])
     p.add_argument("--directions", nargs="+", default=list(DIRECTIONS), choices=DIRECTIONS)
     p.add_argument("--T", type=int, default=20, help="sampling steps")
+    p.add_argument("--judge-T", type=int, default=None,
+                   help="score the moved starts with this many sampling steps instead (does a\n"
+                   "step found on the T-step chain help the judge-T one?)")  # fmt: skip
     p.add_argument("--guidance-scale", type=float, default=5.0)
     p.add_argument("--out", default="outputs/landscape.json")
     a = p.parse_args()
@@ -64,10 +67,18 @@ def main() -> None:
             backbone=backbone, loss=[loss], num_inference_steps=a.T, sampler=name, gamma=gamma,
             guidance_scale=a.guidance_scale, opt_steps=1,
         )  # fmt: skip
+        judge = None
+        if a.judge_T is not None:
+            judge = DoodlModule(
+                backbone=backbone, loss=[loss], num_inference_steps=a.judge_T, sampler=name,
+                gamma=gamma, guidance_scale=a.guidance_scale, opt_steps=1,
+            )  # fmt: skip
         t0 = time.time()
         with torch.no_grad():
-            rows = line_probe(module, items, a.steps, a.directions)
+            rows = line_probe(module, items, a.steps, a.directions, judge=judge)
         label = "EDICT" if name == "edict" else f"BDIA γ={gamma:g}"
+        if judge is not None:
+            label += f", T={a.T} step scored at T={a.judge_T}"
         for kind in a.directions:
             cells = [r for r in rows if r["direction"] == kind]
             text = " | ".join(f"{r['change']:+.3f} ({r['improved']:.0%})" for r in cells)

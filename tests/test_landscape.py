@@ -38,3 +38,18 @@ def test_bad_arguments_name_themselves(tiny_assets):
         line_probe(module, items(1), [0.01], ["uphill"])
     with pytest.raises(ValueError, match="`steps`"):
         line_probe(module, items(1), [0.0])
+
+
+def test_judge_scores_the_moved_starts_through_its_own_chain(tiny_assets):
+    module = _module(tiny_assets)
+    judge = DoodlModule(
+        module.backbone, loss=ColorLoss((1.0, 0.0, 0.0)), num_inference_steps=8, opt_steps=1,
+        guidance_scale=1.0,
+    )  # fmt: skip
+    its = items(2)
+    rows = line_probe(module, its, [1e-3], ["gradient"], judge=judge)
+    x = torch.stack([judge.noise(it["seed"]) for it in its]).to(judge.state_dtype)
+    _, own = judge.evaluate(judge.generate(x, x.clone(), judge.condition(its)), its)
+    assert rows[0]["start"] == pytest.approx(float(own.mean()))
+    alone = line_probe(module, its, [1e-3], ["gradient"])
+    assert alone[0]["start"] != pytest.approx(rows[0]["start"])

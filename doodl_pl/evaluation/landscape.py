@@ -11,6 +11,9 @@ and its image is scored with the fixed score cuts. Directions: ``gradient`` (g),
 item's seed): on a smooth loss a small step along g lowers the score and a random one hardly
 moves it; where even small gradient steps raise it, the loss is rugged along its own gradient
 and local steps gain little per call.
+
+With a ``judge`` module (e.g. the same model at more sampling steps) the moved starts are scored
+through the judge's chain instead: whether a step found on one chain still helps on another.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ def line_probe(
     items: list[dict[str, Any]],
     steps: Sequence[float],
     directions: Sequence[str] = DIRECTIONS,
+    judge=None,
 ) -> list[dict[str, Any]]:
     """Score change along each direction for each step size ``a``.
 
@@ -62,6 +66,8 @@ def line_probe(
         items: generated items (``prompt``, ``seed`` and what the loss reads).
         steps: step sizes a (mean per-element move before renormalisation).
         directions: a subset of :data:`DIRECTIONS`.
+        judge: the module whose chain and score the moved starts are scored with (default
+            ``module``); it must share the latent shape.
 
     Returns:
         One row per (direction, a): ``start`` (mean score at x_T), ``change`` (mean score
@@ -75,8 +81,10 @@ def line_probe(
     dev, dtype = module.device, module.state_dtype
     x = torch.stack([module.noise(it["seed"]) for it in items]).to(dev, dtype)
     cond = module.condition(items)
+    judge = module if judge is None else judge
+    jcond = cond if judge is module else judge.condition(items)
     norm = x.flatten(1).norm(dim=1).view(-1, *[1] * (x.dim() - 1))
-    _, start = module.evaluate(module.generate(x, x.clone(), cond), items)
+    _, start = judge.evaluate(judge.generate(x, x.clone(), jcond), items)
     grad = _gradient(module, items, x, cond) if {"gradient", "sign"} & set(directions) else None
     rows = []
     for kind in directions:
@@ -93,7 +101,7 @@ def line_probe(
         for a in steps:
             moved = x - a * d
             moved = moved * norm / moved.flatten(1).norm(dim=1).view_as(norm)
-            _, score = module.evaluate(module.generate(moved, moved.clone(), cond), items)
+            _, score = judge.evaluate(judge.generate(moved, moved.clone(), jcond), items)
             change = (score - start).float()
             rows.append(
                 {
