@@ -1,3 +1,4 @@
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
@@ -317,3 +318,43 @@ def test_best_of_k_start_is_best_of_n_then_optimised(tiny_assets, tmp_path):
         assert r["unet_calls"] == (6 * m + 2) * T + 2 * T * k
     with pytest.raises(ValueError, match="`init_candidates` must be >= 1, got 0"):
         DoodlModule(backbone(tiny_assets), init_candidates=0, **kw)
+
+
+class _StepSizes(pl.Callback):
+    """Records the (lr, clip) the optimizer steps with, and the size of each update."""
+
+    def __init__(self):
+        self.seen, self.moves = [], []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        group = optimizer.param_groups[0]
+        self.seen.append((group["lr"], group["clip"]))
+        self._before = pl_module.latents.x.detach().clone()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if hasattr(self, "_before"):
+            self.moves.append(float((pl_module.latents.x.detach() - self._before).abs().max()))
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_step_schedule_scales_the_steps_actually_taken(tiny_assets, tmp_path, schedule):
+    rec = _StepSizes()
+    module = doodl(
+        tiny_assets, tmp_path / schedule, opt_steps=3, step_schedule=schedule, final_step=0.25,
+        optimizer=lambda p: DoodlSGD(p, lr=1e4, clip=0.02, momentum=0.0), renormalize=False,
+        perturb_std=0.0,
+    )  # fmt: skip
+    fit(module, items(1), callbacks=[rec])
+    factors = [1.0, 0.625, 0.25] if schedule == "cosine" else [1.0, 1.0, 1.0]
+    assert [s for s in rec.seen] == [pytest.approx((1e4 * f, 0.02 * f)) for f in factors]
+    # A huge λ makes the clip bind on the largest element: the move is the scheduled bound.
+    assert rec.moves == pytest.approx([0.02 * f for f in factors], rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [({"step_schedule": "linear"}, "`step_schedule`"), ({"final_step": 0.0}, "`final_step`")],
+)
+def test_step_schedule_checks_its_arguments(tiny_assets, tmp_path, kw, needle):
+    with pytest.raises(ValueError, match=needle):
+        doodl(tiny_assets, tmp_path, **kw)

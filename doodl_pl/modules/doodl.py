@@ -81,6 +81,10 @@ class DoodlModule(GenerationModule):
         keep_best: output the iterate with the lowest score, the starting image included, so
             the output is never worse than vanilla under the loss; ``false`` outputs the last
             iterate, as the paper does.
+        step_schedule: ``constant`` (the paper), or ``cosine``: the optimizer's step size and
+            element-wise bound (``lr``, ``clip``) fall from their set values at step 0 to
+            ``final_step`` times them at step m − 1, on a half cosine.
+        final_step: the last step's fraction of the first, in (0, 1] (``cosine`` only).
         **kwargs: see :class:`GenerationModule`.
 
     Attributes:
@@ -103,6 +107,8 @@ class DoodlModule(GenerationModule):
         renormalize: bool = True,
         init_candidates: int = 1,
         keep_best: bool = True,
+        step_schedule: str = "constant",
+        final_step: float = 0.1,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -114,6 +120,13 @@ class DoodlModule(GenerationModule):
             raise ValueError(f"`perturb_std` must be >= 0, got {perturb_std}")
         if not self.losses:
             raise ValueError("DOODL needs a `loss`")
+        if step_schedule not in ("constant", "cosine"):
+            raise ValueError(
+                f"`step_schedule` must be 'constant' or 'cosine', got {step_schedule!r}"
+            )
+        if not 0 < final_step <= 1:
+            raise ValueError(f"`final_step` must be in (0, 1], got {final_step}")
+        self.step_schedule, self.final_step = step_schedule, final_step
         self.engine = engine or ReversibleEngine()
         self.optimizer_factory = optimizer
         self.opt_steps = opt_steps
@@ -141,6 +154,21 @@ class DoodlModule(GenerationModule):
         if self.optimizer_factory is None:
             return DoodlSGD(groups)
         return self.optimizer_factory(groups)
+
+    def step_factor(self, step: int) -> float:
+        """The step-size multiplier of optimisation step ``step`` (0-based) under the schedule."""
+        if self.step_schedule == "constant" or self.opt_steps == 1:
+            return 1.0
+        frac = step / (self.opt_steps - 1)
+        return self.final_step + (1 - self.final_step) * 0.5 * (1 + math.cos(math.pi * frac))
+
+    def _schedule_step(self, step: int) -> None:
+        factor = self.step_factor(step)
+        for group in self.trainer.optimizers[0].param_groups:
+            base = group.setdefault("base", {k: group.get(k) for k in ("lr", "clip")})
+            for key, value in base.items():
+                if value is not None:
+                    group[key] = value * factor
 
     def configure_callbacks(self) -> list:
         own = [PerturbLatents(self.perturb_std), TieLatents(), RenormalizeLatents()]
@@ -187,6 +215,7 @@ class DoodlModule(GenerationModule):
         if step == 0:
             self._begin(items)
         self.latents.step = step
+        self._schedule_step(step)
         n = len(items)
         x, y = self.latents.live()
         chain = self.chain(self._cond)
@@ -269,6 +298,7 @@ class DoodlModule(GenerationModule):
                 output=chosen,
                 output_step=at,
                 init_candidates=self.init_candidates,
+                step_schedule=self.step_schedule,
                 init_seed=self.candidate_seed(item["seed"], self.start_candidates[i]),
                 opt_steps=self.opt_steps,
                 sec_per_step=sum(self._step_seconds) / max(1, len(self._step_seconds)),
