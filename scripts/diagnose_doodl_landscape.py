@@ -85,8 +85,8 @@ def main() -> None:
             print(f"| {label} (start {cells[0]['start']:.3f}) | {kind} | {text} |", flush=True)
         report["rows"] += [r | {"sampler": name, "gamma": gamma} for r in rows]
         report.setdefault("seconds", {})[label] = round(time.time() - t0, 1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1))  # after each sampler: a kill loses one
     print(f"\nwrote {out}")
 
 
