@@ -102,12 +102,12 @@ def run_method(app, method, items, run_dir, a, overrides=None) -> Path | None:
     return run_dir
 
 
-def evaluate(evaluator, app_dir: Path, runs: list[Path], items: Path, title: str):
+def evaluate(evaluator, app_dir: Path, runs, items: Path, title: str, folder: str = "evaluation"):
     runs = [r for r in runs if r is not None and (r / "manifest.jsonl").is_file()]
     ref = app_dir / "items" / "fid_reference"
     evaluator.set_fid_reference(str(ref) if ref.is_dir() else None)
     results = [evaluator.evaluate(load_run(r, items, r.name)) for r in runs]
-    paths = write_results(results, app_dir / "evaluation", title=title)
+    paths = write_results(results, app_dir / folder, title=title)
     return results, paths
 
 
@@ -125,7 +125,9 @@ def tune(app, a, evaluator, out: Path, sets, grid) -> tuple[dict, str]:
             run_method(app, method, items, tdir / name, a, {**sets.get(method, {}), **over})
             for name, over in points
         ]
-        results, _ = evaluate(evaluator, tdir, runs, items, f"Shapes-64 {app}: {method} tuning")
+        # One folder per method: the methods' tuning tables must not overwrite each other.
+        title = f"Shapes-64 {app}: {method} tuning"
+        results, _ = evaluate(evaluator, tdir, runs, items, title, f"evaluation_{method}")
         if not results:
             lines.append(f"Tuning {method} failed (no run finished); its default settings.")
             continue
@@ -178,10 +180,10 @@ def main() -> None:
         grid = parse_grid(a.tune)
     except ValueError as e:
         raise SystemExit(f"--tune: {e}") from None
-    for flag, key, values in (("lr", "lr", a.tune_lr), ("clip", "clip", a.tune_clip)):
+    for key, values in (("lr", a.tune_lr), ("clip", a.tune_clip)):
         if values:
             if f"optimizer.init_args.{key}" in grid.get("doodl", {}):
-                raise SystemExit(f"--tune-{flag} repeats --tune doodl:optimizer.init_args.{key}")
+                raise SystemExit(f"--tune-{key} repeats --tune doodl:optimizer.init_args.{key}")
             grid.setdefault("doodl", {})[f"optimizer.init_args.{key}"] = list(values)
     out = Path(a.out)
     command = "python scripts/benchmark_shapes64.py " + shlex.join(sys.argv[1:])

@@ -24,12 +24,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..utils.seeding import item_generator
+from ..utils.seeding import STREAM_PROBE, item_generator
 
 __all__ = ["DIRECTIONS", "line_probe"]
 
 DIRECTIONS = ("gradient", "sign", "random")
-STREAM_PROBE = 0x7072  # the random direction's own stream ("pr")
 
 
 def _unit(d: Tensor) -> Tensor:
@@ -38,16 +37,9 @@ def _unit(d: Tensor) -> Tensor:
 
 def _gradient(module, items: list[dict[str, Any]], x: Tensor, cond) -> Tensor:
     xp, yp = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
-    chain = module.chain(cond)
     with torch.enable_grad():
-        outs = chain.outputs(module.engine(chain, (xp, yp)))
-        images = module.backbone.decode(torch.cat(outs))
-        n = len(items)
-        total = sum(
-            module.item_losses(images[k * n : (k + 1) * n], module.loss_context(items, 0, k)).sum()
-            for k in range(len(outs))
-        )
-        total.backward()
+        per_item, _ = module.optimised_loss(items, cond, xp, yp, 0)
+        per_item.sum().backward()
     return (xp.grad + yp.grad).detach()  # the tied pair's gradient, as DoodlSGD sees it
 
 

@@ -209,6 +209,22 @@ class DoodlModule(GenerationModule):
         self._drift: list[float] = []
         self._step_seconds: list[float] = []
 
+    def optimised_loss(
+        self, items: list[dict[str, Any]], cond, x: Tensor, y: Tensor, step: int
+    ) -> tuple[Tensor, Tensor]:
+        """The optimised loss per item and the decoded chain outputs (main image first), through
+        the configured chain and engine, differentiable in (x, y): every final image's loss with
+        the cuts of optimisation step ``step``, summed per item."""
+        n = len(items)
+        chain = self.chain(cond)
+        outs = chain.outputs(self.engine(chain, (x, y)))
+        images = self.backbone.decode(torch.cat(outs))
+        per_image = [
+            self.item_losses(images[k * n : (k + 1) * n], self.loss_context(items, step, k))
+            for k in range(len(outs))
+        ]
+        return sum(per_image[1:], per_image[0]), images
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         items, step = batch.items, batch.step
         t0 = time.perf_counter()
@@ -218,14 +234,7 @@ class DoodlModule(GenerationModule):
         self._schedule_step(step)
         n = len(items)
         x, y = self.latents.live()
-        chain = self.chain(self._cond)
-        outs = chain.outputs(self.engine(chain, (x, y)))
-        images = self.backbone.decode(torch.cat(outs))
-        per_image = [
-            self.item_losses(images[k * n : (k + 1) * n], self.loss_context(items, step, k))
-            for k in range(len(outs))
-        ]
-        per_item = sum(per_image[1:], per_image[0])
+        per_item, images = self.optimised_loss(items, self._cond, x, y, step)
         main = images[:n].detach()
         with torch.no_grad():
             scores = self.item_losses(main, self.score_context(items))

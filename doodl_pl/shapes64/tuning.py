@@ -49,11 +49,8 @@ def parse_grid(values: list[str]) -> Grid:
 
 
 def _label(key: str, value: Any) -> str:
-    return (
-        f"{key.split('.')[-1]}{value:g}"
-        if isinstance(value, float)
-        else f"{key.split('.')[-1]}{value}"
-    )
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return key.split(".")[-1] + text
 
 
 def grid_points(method: str, axes: dict[str, list[Any]]) -> list[tuple[str, dict[str, Any]]]:

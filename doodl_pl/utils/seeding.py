@@ -9,6 +9,7 @@ __all__ = [
     "STREAM_CROPS",
     "STREAM_ENCODE",
     "STREAM_PERTURB",
+    "STREAM_PROBE",
     "STREAM_SCORE",
     "item_generator",
     "mix_seed",
@@ -20,6 +21,7 @@ _MASK = (1 << 64) - 1
 # and best-of-N candidates from ever sharing draws. STREAM_SCORE is the one fixed draw of cuts
 # that every method scores its images with, so their losses compare like with like.
 STREAM_CROPS, STREAM_PERTURB, STREAM_ENCODE, STREAM_CANDIDATE, STREAM_SCORE = 1, 2, 3, 4, 5
+STREAM_PROBE = 0x7072  # the line probe's random directions (evaluation.landscape)
 
 
 def mix_seed(*parts: int) -> int:
