@@ -358,3 +358,61 @@ def test_step_schedule_scales_the_steps_actually_taken(tiny_assets, tmp_path, sc
 def test_step_schedule_checks_its_arguments(tiny_assets, tmp_path, kw, needle):
     with pytest.raises(ValueError, match=needle):
         doodl(tiny_assets, tmp_path, **kw)
+
+
+def test_best_of_n_fails_only_the_item_whose_candidates_are_all_non_finite(tiny_assets, tmp_path):
+    """Every candidate of "bad" has a NaN loss: that item fails with a reason, its batch-mate is
+    written as it would be alone."""
+    from doodl_pl.modules import BestOfNModule
+
+    def best_of_n(out):
+        return BestOfNModule(
+            backbone(tiny_assets), loss=NanFor(), num_inference_steps=3, guidance_scale=3.0,
+            n_candidates=3, candidate_batch=2, output_dir=str(out),
+        )  # fmt: skip
+
+    its = [
+        {"id": "good", "prompt": "fine", "seed": 4021},
+        {"id": "bad", "prompt": "bad", "seed": 77},
+    ]
+    rows = fit(best_of_n(tmp_path / "both"), its, batch_size=2)
+    assert rows["good"]["status"] == "ok" and rows["bad"]["status"] == "failed"
+    assert "all 3 candidates" in rows["bad"]["reason"]
+    assert not (tmp_path / "both" / "images" / "bad.png").exists()
+    alone = fit(best_of_n(tmp_path / "alone"), its[:1])
+    assert alone["good"]["losses"] == pytest.approx(rows["good"]["losses"], rel=1e-6)
+    assert alone["good"]["chosen_candidate"] == rows["good"]["chosen_candidate"]
+
+
+def test_best_of_k_start_draws_in_candidate_batches_and_skips_pads(
+    tiny_assets, tmp_path, monkeypatch
+):
+    """``init_candidates: 5`` with ``candidate_batch: 2`` samples 2 + 2 + 1 candidates per real
+    item, none for a pad (a rank's filler item), and picks what one batch of 5 would pick."""
+    import doodl_pl.data.datamodule as dm
+
+    def with_pad(items, rank, world, batch_size):  # the real item, then a pad repeating it
+        return [(items[:1], [False]), (items[:1], [True])]
+
+    seen = []
+    module = doodl(
+        tiny_assets, tmp_path / "chunked", opt_steps=1, init_candidates=5, candidate_batch=2
+    )
+    orig = module.sample_candidates
+
+    def spy(item, js):
+        seen.append(list(js))
+        return orig(item, js)
+
+    monkeypatch.setattr(module, "sample_candidates", spy)
+    monkeypatch.setattr(dm, "shard", with_pad)
+    its = [{"id": "only", "prompt": "a blue star", "seed": 90210}]
+    rows = fit(module, its)
+    assert seen == [[0, 1], [2, 3], [4]]  # the pad batch drew nothing
+    monkeypatch.undo()
+    whole = fit(
+        doodl(tiny_assets, tmp_path / "whole", opt_steps=1, init_candidates=5, candidate_batch=5),
+        its,
+    )
+    assert rows["only"]["init_seed"] == whole["only"]["init_seed"]
+    assert rows["only"]["loss_start"] == pytest.approx(whole["only"]["loss_start"], rel=1e-5)

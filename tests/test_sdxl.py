@@ -60,3 +60,24 @@ def test_fp16_vae_is_upcast(sdxl_dir):
     assert (
         StableDiffusionXL(sdxl_dir, dtype="float16", vae_dtype="float16").vae.dtype == torch.float16
     )
+
+
+def test_mixed_negatives_in_a_batch_equal_each_item_alone(sdxl_dir, tmp_path):
+    """An item's empty negative is zeroed (SDXL's ``force_zeros_for_empty_prompt``) whatever its
+    batch-mates have: a batch mixing empty and set negatives samples each item as it would alone,
+    and the empty one as diffusers' pipeline does."""
+    van = VanillaModule(
+        StableDiffusionXL(sdxl_dir), sampler="ddim", num_inference_steps=3, guidance_scale=3.0,
+        output_dir=str(tmp_path),
+    )  # fmt: skip
+    its = [
+        {"id": "plain", "prompt": "a red circle", "seed": 91, "negative_prompt": None},
+        {"id": "neg", "prompt": "a green star", "seed": 17, "negative_prompt": "a blue square"},
+    ]
+    x = torch.stack([van.noise(it["seed"]) for it in its])
+    together = van.generate(x, x, van.condition(its))
+    for i, it in enumerate(its):
+        alone = van.generate(x[i : i + 1], x[i : i + 1], van.condition([it]))
+        assert torch.allclose(together[i : i + 1], alone, atol=1e-5), it["id"]
+    cond = van.condition(its)
+    assert cond.null_embeds[0].abs().max() == 0 and cond.null_embeds[1].abs().max() > 0

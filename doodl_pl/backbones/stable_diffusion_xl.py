@@ -19,8 +19,9 @@ class StableDiffusionXL(StableDiffusion):
     The conditioning follows ``StableDiffusionXLPipeline``: each prompt goes through both text
     encoders, their penultimate hidden states are concatenated, the second encoder's projected
     pooled embedding and the time ids (original size, crop corner (0, 0), target size = the image
-    size) go to the UNet as ``added_cond_kwargs``; an empty negative prompt is all zeros when the
-    pipeline's ``force_zeros_for_empty_prompt`` is set (the SDXL default). The VAE stays in
+    size) go to the UNet as ``added_cond_kwargs``; an item's empty negative prompt is all zeros
+    when the pipeline's ``force_zeros_for_empty_prompt`` is set (the SDXL default), whatever the
+    other items of its batch have. The VAE stays in
     float32 when its config asks for ``force_upcast`` (SDXL's VAE overflows in float16), unless
     ``vae_dtype`` says otherwise.
 
@@ -89,10 +90,14 @@ class StableDiffusionXL(StableDiffusion):
         null = null_pooled = None
         if guidance_scale != 1.0:
             negative = [n or "" for n in (negative or [""] * len(prompts))]
-            if self.force_zeros_for_empty_prompt and not any(negative):
-                null, null_pooled = torch.zeros_like(embeds), torch.zeros_like(pooled)
-            else:
-                null, null_pooled = self.encode_prompts_xl(negative)
+            null, null_pooled = self.encode_prompts_xl(negative)
+            if self.force_zeros_for_empty_prompt:
+                # Decided per item: an item's conditioning must not depend on its batch-mates.
+                empty = torch.tensor([not n for n in negative], device=null.device)
+                null = torch.where(empty[:, None, None], torch.zeros_like(null), null)
+                null_pooled = torch.where(
+                    empty[:, None], torch.zeros_like(null_pooled), null_pooled
+                )
         return TextCondition(
             embeds, null, guidance_scale, pooled, null_pooled, self.time_ids().to(embeds.device)
         )

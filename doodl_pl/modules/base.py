@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
@@ -33,7 +34,29 @@ from ..utils.seeding import (
     mix_seed,
 )
 
-__all__ = ["GenerationModule"]
+__all__ = ["Candidates", "GenerationModule"]
+
+
+@dataclass
+class Candidates:
+    """The outcome of a best-of-n search over one item's candidate noises.
+
+    Attributes:
+        index: the chosen candidate j (its seed is :meth:`GenerationModule.candidate_seed`).
+        noise: its x_T; image: its decoded image ``(3, H, W)``.
+        scores: every candidate's score, in order.
+        score: the chosen one's score (inf when no score was finite).
+    """
+
+    index: int
+    noise: Tensor | None
+    image: Tensor | None
+    scores: list[float]
+    score: float
+
+    @property
+    def finite(self) -> bool:
+        return math.isfinite(self.score)
 
 
 class GenerationModule(pl.LightningModule):
@@ -219,6 +242,23 @@ class GenerationModule(pl.LightningModule):
             self.generate(noise, noise.clone(), self.condition(group)), group
         )
         return noise, images, scores
+
+    @torch.no_grad()
+    def best_candidate(self, item: dict[str, Any], n: int, batch: int) -> Candidates:
+        """Sample an item's candidates 0 … n − 1, ``batch`` at a time (so memory does not grow
+        with n), and keep the lowest-scoring one. When every score is non-finite, candidate 0
+        is kept and :attr:`Candidates.finite` is False."""
+        best = Candidates(0, None, None, [], math.inf)
+        for j0 in range(0, n, batch):
+            js = list(range(j0, min(n, j0 + batch)))
+            noise, images, scores = self.sample_candidates(item, js)
+            for k, j in enumerate(js):
+                value = float(scores[k])
+                best.scores.append(value)
+                if best.noise is None or (math.isfinite(value) and value < best.score):
+                    best.index, best.noise, best.image = j, noise[k], images[k]
+                    best.score = value if math.isfinite(value) else math.inf
+        return best
 
     @torch.no_grad()
     def invert_images(self, items: list[dict[str, Any]]) -> tuple[Tensor, Tensor]:

@@ -50,14 +50,17 @@ class VanillaModule(GenerationModule):
         losses: Tensor,
         history: list[list[float]],
         extra: list[dict[str, Any]] | None = None,
+        failed: list[str | None] | None = None,
     ) -> None:
-        """:meth:`record` every real item of the batch (``extra``: per-item method fields)."""
+        """:meth:`record` every real item of the batch (``extra``: per-item method fields;
+        ``failed``: per item, why it failed, if it did)."""
         cost = self.batch_cost(len(batch.items))
         self.history, self.final_images = history, images
         for i, item in enumerate(batch.items):
             if not batch.pad[i]:
                 fields = extra[i] if extra else {}
-                self.record(item, images[i], history[i], float(losses[i]), cost, **fields)
+                why = failed[i] if failed else None
+                self.record(item, images[i], history[i], float(losses[i]), cost, why, **fields)
 
 
 class GuidedEps:
@@ -140,31 +143,40 @@ class BestOfNModule(VanillaModule):
         n = n_candidates if n_candidates is not None else 3 * match_opt_steps + 1
         if n < 1:
             raise ValueError(f"`n_candidates` must be >= 1, got {n}")
-        self.n_candidates, self.candidate_batch = n, max(1, candidate_batch)
+        if candidate_batch < 1:
+            raise ValueError(f"`candidate_batch` must be >= 1, got {candidate_batch}")
+        self.n_candidates, self.candidate_batch = n, candidate_batch
 
     @torch.no_grad()
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         items = batch.items
-        best_img: list[Tensor | None] = [None] * len(items)
-        best = torch.full((len(items),), math.inf)
-        chosen = [0] * len(items)
-        history: list[list[float]] = [[] for _ in items]
-        for i, item in enumerate(items):
-            for j0 in range(0, self.n_candidates, self.candidate_batch):
-                js = list(range(j0, min(self.n_candidates, j0 + self.candidate_batch)))
-                _, images, losses = self.sample_candidates(item, js)
-                for k, j in enumerate(js):
-                    value = float(losses[k])
-                    history[i].append(value)
-                    if value < best[i]:
-                        best[i], best_img[i], chosen[i] = value, images[k], j
-        images = torch.stack([b if b is not None else torch.zeros(3, 1, 1) for b in best_img])
+        found = [
+            None if pad else self.best_candidate(item, self.n_candidates, self.candidate_batch)
+            for item, pad in zip(items, batch.pad, strict=True)
+        ]
+        shape = next((c.image.shape for c in found if c is not None), None)
+        if shape is None:  # a rank holding only padding: nothing to write
+            self.batch_cost(len(items))
+            return
+        images = torch.stack(
+            [c.image if c is not None else torch.zeros(shape, device=self.device) for c in found]
+        )
+        losses = torch.tensor([c.score if c is not None else math.nan for c in found])
         extra = [
             {
                 "n_candidates": self.n_candidates,
-                "chosen_candidate": c,
-                "chosen_seed": self.candidate_seed(it["seed"], c),
+                "chosen_candidate": c.index,
+                "chosen_seed": self.candidate_seed(it["seed"], c.index),
             }
-            for it, c in zip(items, chosen, strict=True)
+            if c is not None
+            else {}
+            for it, c in zip(items, found, strict=True)
         ]
-        self.write_batch(batch, images, best, history, extra)
+        failed = [
+            None
+            if c is None or c.finite
+            else f"all {self.n_candidates} candidates have a non-finite loss"
+            for c in found
+        ]
+        history = [c.scores if c is not None else [] for c in found]
+        self.write_batch(batch, images, losses, history, extra, failed)

@@ -78,6 +78,7 @@ class DoodlModule(GenerationModule):
             (the item's seed and k − 1 derived ones, as best-of-N does), scores them and
             optimises from the best one; 1 starts from the item's own noise. Costs k
             generations per item; edits always start from their inversion.
+        candidate_batch: candidates of the best-of-k start generated together (as best-of-N's).
         keep_best: output the iterate with the lowest score, the starting image included, so
             the output is never worse than vanilla under the loss; ``false`` outputs the last
             iterate, as the paper does.
@@ -106,6 +107,7 @@ class DoodlModule(GenerationModule):
         perturb_std: float = 1e-4,
         renormalize: bool = True,
         init_candidates: int = 1,
+        candidate_batch: int = 8,
         keep_best: bool = True,
         step_schedule: str = "constant",
         final_step: float = 0.1,
@@ -116,6 +118,8 @@ class DoodlModule(GenerationModule):
             raise ValueError(f"`opt_steps` must be >= 1, got {opt_steps}")
         if init_candidates < 1:
             raise ValueError(f"`init_candidates` must be >= 1, got {init_candidates}")
+        if candidate_batch < 1:
+            raise ValueError(f"`candidate_batch` must be >= 1, got {candidate_batch}")
         if perturb_std < 0:
             raise ValueError(f"`perturb_std` must be >= 0, got {perturb_std}")
         if not self.losses:
@@ -132,7 +136,7 @@ class DoodlModule(GenerationModule):
         self.opt_steps = opt_steps
         self.tie, self.perturb_std, self.renormalize = tie, perturb_std, renormalize
         self.keep_best = keep_best
-        self.init_candidates = init_candidates
+        self.init_candidates, self.candidate_batch = init_candidates, candidate_batch
         self.start_candidates: list[int] = []
         self.batch_repeats = opt_steps
         self.latents: LatentBank | None = None
@@ -176,21 +180,27 @@ class DoodlModule(GenerationModule):
 
     # -- one batch ----------------------------------------------------------------------------
     @torch.no_grad()
-    def best_of_k_start(self, items: list[dict[str, Any]], x: Tensor, y: Tensor, edit: Tensor):
-        """Replace each generated item's (x_T, y_T) by its best of ``init_candidates`` noises."""
+    def best_of_k_start(
+        self, items: list[dict[str, Any]], x: Tensor, y: Tensor, skip: Tensor
+    ) -> tuple[Tensor, Tensor, list[int]]:
+        """Replace each generated item's (x_T, y_T) by its best of ``init_candidates`` noises,
+        sampled ``candidate_batch`` at a time; items where ``skip`` is set (edits, pads) keep
+        their own start."""
         chosen = [0] * len(items)
-        k = self.init_candidates
+        if self.init_candidates == 1:
+            return x, y, chosen
         for i, item in enumerate(items):
-            if k == 1 or bool(edit[i]):
+            if bool(skip[i]):
                 continue
-            noise, _, scores = self.sample_candidates(item, range(k))
-            chosen[i] = int(torch.nan_to_num(scores, nan=math.inf).argmin())
-            x[i], y[i] = noise[chosen[i]], noise[chosen[i]]
+            best = self.best_candidate(item, self.init_candidates, self.candidate_batch)
+            chosen[i] = best.index
+            x[i], y[i] = best.noise, best.noise
         return x, y, chosen
 
-    def _begin(self, items: list[dict[str, Any]]) -> None:
+    def _begin(self, items: list[dict[str, Any]], pad: list[bool]) -> None:
         x, y, edit = self.initial_latents(items)
-        x, y, self.start_candidates = self.best_of_k_start(items, x, y, edit)
+        skip = edit | torch.tensor(pad, dtype=torch.bool, device=edit.device)
+        x, y, self.start_candidates = self.best_of_k_start(items, x, y, skip)
         tie = (~edit) & self.tie
         renorm = (~edit) & self.renormalize
         self.latents.load(x, y, tie, renorm, [it["seed"] for it in items])
@@ -229,7 +239,7 @@ class DoodlModule(GenerationModule):
         items, step = batch.items, batch.step
         t0 = time.perf_counter()
         if step == 0:
-            self._begin(items)
+            self._begin(items, batch.pad)
         self.latents.step = step
         self._schedule_step(step)
         n = len(items)
