@@ -97,7 +97,7 @@ def part_clip_swaps(out: dict, a: argparse.Namespace) -> None:
         print(f"  {kind:9s} swapped: {e}")
     sens = quality.clip_relation_sensitivity(clip, records[:64])
     out.update({f"clip_relation_{k}": v for k, v in sens.items()})
-    print(f"  relations, 64 scenes: cos(caption, relation reversed) {sens['text_cos']:.4f}; "
+    print(f"  relations, {sens['n']} of 64 scenes (like pairs skipped): cos(caption, relation reversed) {sens['text_cos']:.4f}; "
           f"cos(render, objects' positions exchanged) {sens['image_cos']:.4f}; "
           f"score gap true − reversed {sens['score_gap']:+.4f}")  # fmt: skip
 

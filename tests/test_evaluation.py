@@ -243,6 +243,9 @@ def test_evaluate_command_writes_json_markdown_plot_and_per_class_fid(tmp_path):
     (r,) = results
     assert r["n"] == 11 and r["failed"] == [items[-1]["id"]]
     m = r["metrics"]
+    # the failed item is a failure in every success metric, left out of the means
+    assert m["validity"]["n"] == m["shape"]["n"] == 12 and r["per_item"]["validity"][-1] == 0.0
+    assert r["per_item"]["id"][-1] == items[-1]["id"]
     assert m["validity"]["value"] >= 0.9 and m["shape"]["value"] >= 0.9
     assert m["clip_score"]["n"] == 11 and 0 < m["clip_score"]["value"] <= 100
     for cls in ("pentagon", "hexagon", "octagon"):
@@ -320,6 +323,25 @@ def test_paired_difference_joins_items_by_id():
     table = paired_markdown(results, "doodl")
     assert "| doodl − best_of_n |" in table and "| color | +0.500 [" in table
     assert paired_markdown(results, "absent") == ""
+
+
+def test_paired_success_counts_an_item_a_run_failed_or_lacks_as_a_failure():
+    """A method's failed items must not shrink its denominator: on a success metric a missing or
+    unscored item is 0 for that run; on a mean of scores it is left out."""
+    from doodl_pl.evaluation import paired_difference, paired_markdown
+
+    ids_a, a = ["x", "y", "z", "w"], [1.0, 1.0, float("nan"), 1.0]  # z failed in run a
+    ids_b, b = ["x", "y", "z"], [1.0, 1.0, 1.0]  # w never finished in run b
+    est = paired_difference(ids_a, a, ids_b, b, missing=0.0)
+    assert est.n == 4 and est.value == pytest.approx(0.0)  # (0 + 0 − 1 + 1) / 4
+    only_both = paired_difference(ids_a, a, ids_b, b)
+    assert only_both.n == 2 and only_both.value == 0.0
+    results = [
+        {"name": "doodl", "per_item": {"id": ids_a[:3], "color": a[:3], "clip_score": [5, 5, 9]}},
+        {"name": "best_of_n", "per_item": {"id": ids_b, "color": b, "clip_score": [4, 4, 1]}},
+    ]
+    table = paired_markdown(results, "doodl")
+    assert "| color | -0.333 [" in table and "| clip_score | +3.333 [" in table
 
 
 def test_budget_curve_joins_runs_by_family(tmp_path):

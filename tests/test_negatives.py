@@ -5,7 +5,7 @@ import torch
 from helpers import ROOT
 
 from doodl_pl.shapes64 import Obj, Scene, caption, sample_scene
-from doodl_pl.shapes64.negatives import KINDS, OPPOSITE, describe, hard_negatives
+from doodl_pl.shapes64.negatives import KINDS, OPPOSITE, describe, hard_negatives, scene_key
 
 
 def test_each_kind_changes_exactly_one_thing():
@@ -17,30 +17,46 @@ def test_each_kind_changes_exactly_one_thing():
         "colors": "a blue square above a red star",
         "shapes": "a red star above a blue square",
         "relation": "a red square below a blue star",
-        "objects": "a blue star above a red square",
     }
-    # a kind that would give back the true caption (shapes) or an earlier kind's (objects:
-    # with two squares, exchanging places = exchanging colors) is left out
+    # deduplicated by scene: with two squares, "an orange square to the left of a red square"
+    # (colors) and "a red square to the right of an orange square" (relation) say one thing
     twins = Scene("white", [a, Obj("square", "orange", None, 9.0, 45.0, 20.0)], "to the left of")
-    assert hard_negatives(twins) == {
-        "colors": "an orange square to the left of a red square",
-        "relation": "a red square to the right of an orange square",
-    }
+    assert hard_negatives(twins) == {"colors": "an orange square to the left of a red square"}
+    # two like objects: no change of one thing describes another scene
+    same = Scene("white", [a, Obj("square", "red", "blue", 7.0, 45.0, 20.0)], "above")
+    assert hard_negatives(same) == {}
     assert hard_negatives(Scene("white", [a])) == {}
     assert all(OPPOSITE[OPPOSITE[r]] == r for r in OPPOSITE)
+
+
+def test_scene_key_reads_the_scene_not_the_words():
+    a = Obj("square", "red", None, 9.0, 20.0, 20.0)
+    b = Obj("pentagon", "blue", None, 9.0, 20.0, 45.0)
+    hexagon = Obj("hexagon", "blue", None, 9.0, 20.0, 45.0)
+    assert scene_key(b, "below", a) == scene_key(a, "above", b)
+    assert scene_key(a, "to the right of", b) == scene_key(b, "to the left of", a)
+    assert scene_key(a, "above", b) != scene_key(b, "above", a)
+    assert scene_key(a, "above", b) == scene_key(a, "above", hexagon)  # both are "polygon"s
 
 
 def test_negatives_follow_the_worlds_grammar_and_are_never_true():
     import numpy as np
 
+    kinds = set()
     for seed in range(200):
         scene = sample_scene(seed, n_objects=2)
         a, b = scene.objects
         true = caption(scene, np.random.default_rng(seed))
         assert describe(a, scene.relation, b) == true  # the same grammar as the data
         negatives = hard_negatives(scene)
-        assert set(negatives) <= set(KINDS) and "relation" in negatives
-        assert true not in negatives.values() and len(set(negatives.values())) == len(negatives)
+        kinds |= set(negatives)
+        assert set(negatives) <= set(KINDS)
+        # no negative describes the true scene or another negative's scene
+        keys = [scene_key(a, scene.relation, b)]
+        for text in negatives.values():
+            o1, rel, o2 = _parse(text)
+            keys.append(scene_key(o1, rel, o2))
+        assert len(set(keys)) == len(keys), (true, negatives)
         words = sorted(w for w in true.split() if w not in ("a", "an"))
         for kind, text in negatives.items():  # the same words, but for the reversed relation
             mine = sorted(w for w in text.split() if w not in ("a", "an"))
@@ -48,6 +64,26 @@ def test_negatives_follow_the_worlds_grammar_and_are_never_true():
                 assert text == describe(a, OPPOSITE[scene.relation], b)
             else:
                 assert mine == words, (kind, text, true)
+    assert kinds == set(KINDS)
+
+
+def _parse(text: str) -> tuple[Obj, str, Obj]:
+    """A caption of the world's grammar back into (object, relation, object)."""
+    from doodl_pl.shapes64.world import SHAPE_WORD
+
+    words = text.split()
+    for rel in OPPOSITE:
+        r = rel.split()
+        for i in range(len(words) - len(r) + 1):
+            if words[i : i + len(r)] == r:
+                first, second = words[:i], words[i + len(r) :]
+                shape = {w: s for s, w in SHAPE_WORD.items()}
+                return (
+                    Obj(shape[first[-1]], first[-2], None, 1.0, 0.0, 0.0),
+                    rel,
+                    Obj(shape[second[-1]], second[-2], None, 1.0, 0.0, 0.0),
+                )
+    raise AssertionError(text)
 
 
 @pytest.fixture(scope="module")

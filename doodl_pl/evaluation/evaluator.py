@@ -165,8 +165,16 @@ class Evaluator:
         return out
 
     def evaluate(self, run: RunOutputs) -> dict[str, Any]:
-        """Scores of one run: ``metrics`` (name → Estimate dict), ``per_item``, ``cost``."""
+        """Scores of one run: ``metrics`` (name → Estimate dict), ``per_item``, ``cost``.
+
+        A failed item has no image, yet it was asked for: it counts as a failure (0) in every
+        success metric (:data:`PROPORTIONS`) and is left out of the others (NaN), so a method's
+        failures never shrink its denominator.
+        """
         per = self.per_item(run)
+        for k in per:
+            fill = 0.0 if k in PROPORTIONS else float("nan")
+            per[k] = list(per[k]) + [fill] * len(run.failed)
         metrics: dict[str, Estimate] = {}
         for k, vals in per.items():
             v = np.asarray(vals, dtype=np.float64)
@@ -192,6 +200,6 @@ class Evaluator:
             "method": run.rows[0].get("method") if run.rows else None,
             "cost": run.cost(),
             "metrics": {k: m.to_dict() for k, m in metrics.items()},
-            "per_item": {"id": [r["id"] for r in run.rows], **per},
+            "per_item": {"id": [r["id"] for r in run.rows] + list(run.failed), **per},
             "notes": notes,
         }

@@ -7,23 +7,38 @@ from typing import Any
 
 import numpy as np
 
+from .evaluator import PROPORTIONS
 from .stats import Estimate, mean
 
 __all__ = ["paired_difference", "paired_markdown"]
 
 
 def paired_difference(
-    ids_a: Sequence[str], a: Sequence[float], ids_b: Sequence[str], b: Sequence[float]
+    ids_a: Sequence[str],
+    a: Sequence[float],
+    ids_b: Sequence[str],
+    b: Sequence[float],
+    missing: float | None = None,
 ) -> Estimate:
-    """Mean of a − b over the items both runs scored (joined by id), with a Student-t interval
-    on the per-item differences: tighter than comparing two separate intervals, because each
-    item's own difficulty cancels."""
-    by_id = dict(zip(ids_b, b, strict=True))
-    diffs = [
-        float(x) - float(by_id[i])
-        for i, x in zip(ids_a, a, strict=True)
-        if i in by_id and np.isfinite(x) and np.isfinite(by_id[i])
-    ]
+    """Mean of a − b over the items (joined by id), with a Student-t interval on the per-item
+    differences: tighter than comparing two separate intervals, because each item's own
+    difficulty cancels.
+
+    Args:
+        missing: the value of an item one run lacks or could not score (NaN), e.g. 0 for a
+            success metric, where an item a method did not deliver is a failure; ``None``
+            leaves such items out (a mean of scores).
+    """
+    by_a = dict(zip(ids_a, a, strict=True))
+    by_b = dict(zip(ids_b, b, strict=True))
+
+    def value(table: dict[str, float], i: str) -> float:
+        x = float(table.get(i, np.nan))
+        return x if np.isfinite(x) or missing is None else float(missing)
+
+    ids = list(by_a) + [i for i in by_b if i not in by_a]
+    pairs = [(value(by_a, i), value(by_b, i)) for i in ids]
+    diffs = [x - y for x, y in pairs if np.isfinite(x) and np.isfinite(y)]
     est = mean(diffs)
     est.method = "paired-t"
     return est
@@ -31,7 +46,8 @@ def paired_difference(
 
 def paired_markdown(results: list[dict[str, Any]], focus: str) -> str:
     """A table of ``focus`` − every other run, one row per per-item metric (FID has no per-item
-    value and is left out). Empty when no run is named ``focus``."""
+    value and is left out); in a success metric an item a run failed or lacks is a failure.
+    Empty when no run is named ``focus``."""
     base = next((r for r in results if r["name"] == focus), None)
     if base is None:
         return ""
@@ -46,8 +62,9 @@ def paired_markdown(results: list[dict[str, Any]], focus: str) -> str:
                 cells.append("—")
                 continue
             est = paired_difference(
-                base["per_item"]["id"], base["per_item"][k], r["per_item"]["id"], r["per_item"][k]
-            )
+                base["per_item"]["id"], base["per_item"][k], r["per_item"]["id"], r["per_item"][k],
+                missing=0.0 if k in PROPORTIONS else None,
+            )  # fmt: skip
             cells.append(f"{est.value:+.3f} [{est.lo:+.3f}, {est.hi:+.3f}]" if est.n > 1 else "n/a")
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

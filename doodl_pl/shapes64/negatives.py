@@ -1,7 +1,7 @@
 """Hard-negative captions of two-object scenes: the true caption changed in exactly one way.
 
 The NegCLIP recipe (Yuksekgonul et al. 2023): a contrastive text guide learns what its negatives
-force it to tell apart. Four kinds, for a scene captioned "a red square above a blue star":
+force it to tell apart. Three kinds, for a scene captioned "a red square above a blue star":
 
 =========  ====================================  ==========================================
 kind       what changes                          example
@@ -9,11 +9,12 @@ kind       what changes                          example
 colors     the two objects' colors exchange      a blue square above a red star
 shapes     the two objects' shape words exchange a red star above a blue square
 relation   the relation is reversed              a red square below a blue star
-objects    the two objects exchange places       a blue star above a red square
 =========  ====================================  ==========================================
 
-A kind is left out when it would give back the true caption (e.g. two squares for ``shapes``)
-or an earlier kind's caption (two "polygon"s: swapping colors = swapping objects).
+Negatives are deduplicated by the scene they describe (:func:`scene_key`), not by their text:
+"a blue star above a red square" (the objects exchanged) says what the reversed relation says,
+so it is not a kind of its own; and a kind is left out when its scene is the true one (two red
+polygons: reversing the relation changes the words, not the scene) or an earlier kind's.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from dataclasses import replace
 
 from .world import SHAPE_WORD, Obj, Scene, article
 
-__all__ = ["KINDS", "OPPOSITE", "describe", "hard_negatives"]
+__all__ = ["KINDS", "OPPOSITE", "describe", "hard_negatives", "scene_key"]
 
-KINDS = ("colors", "shapes", "relation", "objects")
+KINDS = ("colors", "shapes", "relation")
 OPPOSITE = {
     "to the left of": "to the right of",
     "to the right of": "to the left of",
@@ -41,24 +42,32 @@ def describe(a: Obj, relation: str, b: Obj) -> str:
     )
 
 
+def scene_key(a: Obj, relation: str, b: Obj) -> tuple:
+    """What ``describe(a, relation, b)`` says, whatever its wording: each object as (color,
+    shape word), and the relation turned to "to the left of" or "above" ("B below A" is "A above
+    B")."""
+    if relation in ("to the right of", "below"):
+        a, b, relation = b, a, OPPOSITE[relation]
+    return (a.color, SHAPE_WORD[a.shape]), relation, (b.color, SHAPE_WORD[b.shape])
+
+
 def hard_negatives(scene: Scene) -> dict[str, str]:
-    """``kind → caption`` for each kind of :data:`KINDS` that differs from the true caption;
-    empty for a one-object scene."""
+    """``kind → caption`` for each kind of :data:`KINDS` whose scene differs from the true one
+    and from every earlier kind's; empty for a one-object scene."""
     if len(scene.objects) != 2 or scene.relation is None:
         return {}
     a, b = scene.objects
     rel = scene.relation
-    true = describe(a, rel, b)
-    out = {
-        "colors": describe(replace(a, color=b.color), rel, replace(b, color=a.color)),
-        "shapes": describe(replace(a, shape=b.shape), rel, replace(b, shape=a.shape)),
-        "relation": describe(a, OPPOSITE[rel], b),
-        "objects": describe(b, rel, a),
+    changed = {
+        "colors": (replace(a, color=b.color), rel, replace(b, color=a.color)),
+        "shapes": (replace(a, shape=b.shape), rel, replace(b, shape=a.shape)),
+        "relation": (a, OPPOSITE[rel], b),
     }
-    seen = {true}
+    seen = {scene_key(a, rel, b)}
     kept = {}
-    for k, v in out.items():  # a kind that repeats the truth or an earlier kind is left out
-        if v not in seen:
-            kept[k] = v
-            seen.add(v)
+    for kind, parts in changed.items():
+        key = scene_key(*parts)
+        if key not in seen:
+            kept[kind] = describe(*parts)
+            seen.add(key)
     return kept

@@ -21,7 +21,7 @@ from ..sampling.schedule import Schedule
 from .analysis import find_objects, relation_of
 from .assets import EVAL_CLASSIFIER
 from .dataset import scene_from_record
-from .negatives import KINDS, describe, hard_negatives
+from .negatives import KINDS, OPPOSITE, describe, hard_negatives, scene_key
 from .render import render
 from .world import COLORS, SHAPE_WORD, SHAPES, article
 
@@ -131,18 +131,24 @@ def clip_swap_accuracy(
 def clip_relation_sensitivity(clip: ClipModel, records: list[dict]) -> dict[str, float]:
     """Where a CLIP loses relations, on two-object scenes: the median cosine between a caption
     and its relation-reversed twin (text side), between a render and the same scene with the two
-    objects' positions exchanged (image side), and the mean score gap true − reversed."""
+    objects' positions exchanged (image side), and the mean score gap true − reversed, over the
+    ``n`` scenes measured: scenes of two like objects (same color and shape word) are skipped,
+    as reversing them says the same."""
     text_cos, image_cos, gap = [], [], []
     for rec in records:
         scene = scene_from_record(rec)
         a, b = scene.objects
-        t = clip.encode_text([describe(a, scene.relation, b), hard_negatives(scene)["relation"]])
+        if scene_key(a, OPPOSITE[scene.relation], b) == scene_key(a, scene.relation, b):
+            continue  # two like objects: the reversed caption says the same scene
+        reversed_ = describe(a, OPPOSITE[scene.relation], b)
+        t = clip.encode_text([describe(a, scene.relation, b), reversed_])
         moved = replace(scene, objects=[replace(a, cx=b.cx, cy=b.cy), replace(b, cx=a.cx, cy=a.cy)])
         im = clip.encode_image(to_tensor(np.stack([render(scene), render(moved)])))
         text_cos.append(float(t[0] @ t[1]))
         image_cos.append(float(im[0] @ im[1]))
         gap.append(float(im[0] @ t[0] - im[0] @ t[1]))
     return {
+        "n": len(text_cos),
         "text_cos": float(np.median(text_cos)),
         "image_cos": float(np.median(image_cos)),
         "score_gap": float(np.mean(gap)),
