@@ -174,11 +174,10 @@ def test_check_gamma():
 
 # -- in the modules -------------------------------------------------------------------------------
 def _doodl(assets, out, **kw):
-    kw.setdefault("loss", ColorLoss((1.0, 0.0, 0.0)))
+    kw = {"loss": ColorLoss((1.0, 0.0, 0.0)), "num_inference_steps": 4, "opt_steps": 3, **kw}
     return DoodlModule(
-        backbone(assets), sampler="bdia", num_inference_steps=4, opt_steps=3, guidance_scale=3.0,
-        output_dir=str(out), **kw,
-    )  # fmt: skip
+        backbone(assets), sampler="bdia", guidance_scale=3.0, output_dir=str(out), **kw
+    )
 
 
 def test_doodl_bdia_costs_half_and_engines_agree(tiny_assets, tmp_path):
@@ -262,3 +261,29 @@ def test_compiled_adapter_keeps_one_copy_of_the_weights():
     unet = tiny_unet()
     plain, compiled = LatentUNetEps(unet).state_dict(), LatentUNetEps(unet, compile=True)
     assert list(compiled.state_dict()) == list(plain) and compiled._forward is not unet
+
+
+def test_drift_past_the_tolerance_fails_the_item_and_names_the_settings(tiny_assets, tmp_path):
+    """BDIA with γ = 0.5 in float32 state at T = 20 rebuilds x_T far from where it started: the
+    gradient belongs to another trajectory, so the item fails with the settings named and the
+    checkpoint engine suggested; the checkpoint engine runs the same settings; γ = 1 in float64
+    drifts at round-off."""
+    its = [{"id": "far", "prompt": "a blue star", "seed": 31337}]
+    bad = dict(gamma=0.5, state_dtype="float32", num_inference_steps=20, opt_steps=1)
+    rows = fit(_doodl(tiny_assets, tmp_path / "rev", **bad), its)
+    r = rows["far"]
+    assert r["status"] == "failed" and r["max_drift"] > 1e-3
+    for needle in ("`drift_tolerance`", "`gamma` 0.5", "`state_dtype` 'float32'",
+                   "`num_inference_steps` 20", "CheckpointEngine"):  # fmt: skip
+        assert needle in r["reason"], (needle, r["reason"])
+    ok = fit(_doodl(tiny_assets, tmp_path / "ckpt", engine=CheckpointEngine(), **bad), its)
+    assert ok["far"]["status"] == "ok"
+    exact = fit(_doodl(tiny_assets, tmp_path / "exact", opt_steps=1), its)
+    assert exact["far"]["status"] == "ok" and exact["far"]["max_drift"] < 1e-12
+    loose = ReversibleEngine(drift_tolerance=None)
+    assert (
+        fit(_doodl(tiny_assets, tmp_path / "loose", engine=loose, **bad), its)["far"]["status"]
+        == "ok"
+    )
+    with pytest.raises(ValueError, match="`drift_tolerance` must be > 0"):
+        ReversibleEngine(drift_tolerance=0.0)

@@ -39,6 +39,20 @@ def test_multi_crop_sizes_and_determinism():
     assert not torch.equal(a[0], a[1])
 
 
+def test_min_cut_leaves_large_images_to_the_papers_cuts():
+    """Images larger than the model input keep the paper's cut sizes, in [size, S], whatever
+    ``min_cut`` says; only images no larger than the input use it."""
+    img = torch.rand(3, 64, 64)
+    plain = multi_crop(img, 8, 16, 0.3, torch.Generator().manual_seed(3))
+    with_min = multi_crop(img, 8, 16, 0.3, torch.Generator().manual_seed(3), 0.1)
+    assert torch.equal(plain, with_min)
+    small = torch.rand(3, 16, 16)
+    whole = multi_crop(small, 8, 16, 0.3, torch.Generator().manual_seed(3))
+    assert all(torch.equal(c, small) for c in whole)
+    varied = multi_crop(small, 8, 16, 0.3, torch.Generator().manual_seed(3), 0.5)
+    assert not all(torch.equal(c, small) for c in varied)
+
+
 def clip_spec(tiny_assets, weight=1.0):
     return ClipSpec(tiny_assets["clip_cfg"], tiny_assets["clip_w"], weight)
 

@@ -416,3 +416,18 @@ def test_best_of_k_start_draws_in_candidate_batches_and_skips_pads(
     )
     assert rows["only"]["init_seed"] == whole["only"]["init_seed"]
     assert rows["only"]["loss_start"] == pytest.approx(whole["only"]["loss_start"], rel=1e-5)
+
+
+def test_ddim_refuses_edits_before_any_work(tiny_assets, tmp_path):
+    """DDIM cannot give a photo back from its inversion: an edit item with ``sampler: ddim`` is
+    refused at setup, naming the sampler and the item, and nothing is written."""
+    van = VanillaModule(
+        backbone(tiny_assets), sampler="ddim", num_inference_steps=3, output_dir=str(tmp_path)
+    )
+    its = [
+        {"id": "gen", "prompt": "a red circle", "seed": 5},
+        {"id": "photo", "prompt": "", "seed": 6, "image": tiny_assets["image"]},
+    ]
+    with pytest.raises(ValueError, match=r"`sampler` 'ddim' cannot invert.*'photo'.*edict"):
+        fit(van, its)
+    assert manifest(tmp_path) == {} and van.eps.calls == 0

@@ -93,6 +93,7 @@ class StableDiffusion(nn.Module):
                 f"`scheduler_overrides: {{prediction_type: ...}}` to what the UNet was trained for"
             ) from None
         self.pretrained = pretrained
+        self.compile_unet = compile_unet
 
     def _vae_dtype(self, path, vae_dtype: str | None, dtype: str, kw: dict) -> torch.dtype:
         return getattr(torch, vae_dtype or dtype)

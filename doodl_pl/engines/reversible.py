@@ -41,19 +41,43 @@ class ReversibleEngine(GradientEngine):
     reverse; each step's ε evaluations rebuild its input *and* carry its VJP, so a step costs
     2 model forwards + 2 VJPs (EDICT) or 1 + 1 (BDIA) with at most one model graph alive.
 
+    The rebuilt initial state is compared with the true one: its relative distance, the drift,
+    is round-off (about 1e-15 in float64) when inversion is exact, and grows when it is not
+    (BDIA with γ < 1 divides by γ every step; float32 state; a UNet whose ε differs between the
+    forward and the rebuild, e.g. compiled). Past ``drift_tolerance`` the gradient was taken
+    along another trajectory than the forward pass: the module fails those items.
+
+    Args:
+        drift_tolerance: the largest relative drift per item accepted; ``None`` accepts any.
+
     Attributes:
-        last_drift: ‖rebuilt x_T − x_T‖ / ‖x_T‖ of the latest backward pass (over the whole state).
+        last_drift: the largest item drift of the latest backward pass.
+        item_drift: ``(n,)`` ‖rebuilt − initial‖ / ‖initial‖ per item (over the whole state).
     """
 
     name = "reversible"
 
-    def __init__(self) -> None:
+    def __init__(self, drift_tolerance: float | None = 1e-3) -> None:
+        if drift_tolerance is not None and not drift_tolerance > 0:
+            raise ValueError(f"`drift_tolerance` must be > 0 or null, got {drift_tolerance}")
+        self.drift_tolerance = drift_tolerance
         self.last_drift: float | None = None
+        self.item_drift: torch.Tensor | None = None
 
     def record_drift(self, initial: State, rebuilt: State) -> None:
-        num = sum(float(torch.sum((r - i) ** 2)) for r, i in zip(rebuilt, initial, strict=True))
-        den = sum(float(torch.sum(i**2)) for i in initial)
-        self.last_drift = (num / max(den, 1e-300)) ** 0.5
+        num = sum(
+            (r - i).flatten(1).double().pow(2).sum(1) for r, i in zip(rebuilt, initial, strict=True)
+        )
+        den = sum(i.flatten(1).double().pow(2).sum(1) for i in initial)
+        self.item_drift = (num / den.clamp_min(1e-300)).sqrt().cpu()
+        self.last_drift = float(self.item_drift.max())
+
+    def drifted(self) -> list[int]:
+        """Rows of the latest backward pass whose drift exceeds ``drift_tolerance``."""
+        if self.drift_tolerance is None or self.item_drift is None:
+            return []
+        bad = ~(self.item_drift <= self.drift_tolerance)  # NaN drift counts as drifted
+        return torch.nonzero(bad).flatten().tolist()
 
     def run(self, chain: ReversibleChain, state: State) -> State:
         if not isinstance(chain, ReversibleChain):

@@ -87,8 +87,9 @@ class CLIPTextLoss(_ClipEnsembleLoss):
         cut_power: cut sizes lean to the full image as u^cut_power.
         reduction: ``mean`` or ``min`` over cuts (the reference code used ``min``).
         weight: weight when several losses are summed.
-        min_cut: smallest cut as a fraction of the image side, for images no larger than the
-            CLIP input (e.g. 64-px Shapes-64 renders); ``None`` keeps the reference formula.
+        min_cut: smallest cut as a fraction of the image side, used only for images no larger
+            than the CLIP input (e.g. 64-px Shapes-64 renders), whose cuts would otherwise all be
+            the whole image; larger images keep the paper's cuts. ``None``: never used.
     """
 
     def __init__(

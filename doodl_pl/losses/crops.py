@@ -31,11 +31,14 @@ def multi_crop(
     Side = u^cut_power · (S − s) + s with u ~ U(0, 1), S = min(H, W) and s = min(S, size), so
     cuts lean towards the whole image; each is placed uniformly and resized to ``size``.
     When the image is no larger than the model input (S ≤ size) every such cut is the whole
-    image; ``min_cut`` (a fraction of S) then sets s = min_cut·S so cuts still vary.
+    image; ``min_cut`` (a fraction of S) then sets s = min_cut·S so cuts still vary. For larger
+    images ``min_cut`` is ignored: their cuts keep the paper's distribution (s = size).
     """
     _, h, w = image.shape
     big = min(h, w)
-    small = min(big, size) if min_cut is None else max(1, int(min_cut * big))
+    small = min(big, size)
+    if min_cut is not None and big <= size:
+        small = max(1, int(min_cut * big))
     u = torch.rand(n_cuts, generator=generator)
     offs = torch.rand(n_cuts, 2, generator=generator)
     cuts = []

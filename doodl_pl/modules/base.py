@@ -14,7 +14,7 @@ from torch import Tensor
 
 from ..backbones.stable_diffusion import StableDiffusion
 from ..callbacks import RunMetrics
-from ..data.datamodule import Batch
+from ..data.datamodule import Batch, DoodlDataModule
 from ..data.images import load_image
 from ..losses.base import ImageLoss, LossContext
 from ..models.condition import TextCondition
@@ -168,9 +168,19 @@ class GenerationModule(pl.LightningModule):
     def finished_ids(self) -> set[str]:
         return self.writer.finished_ids(include_failed=not self.retry_failed)
 
+    @property
+    def inverts(self) -> bool:
+        """Whether the configured sampler can invert real images (edits need it)."""
+        return self.sampler in ("edict", "bdia")
+
     def setup(self, stage: str) -> None:
         self.writer.prepare()
         trainer = self.trainer
+        data = trainer.datamodule
+        if not self.inverts and isinstance(data, DoodlDataModule):
+            edits = [it.id for it in data.all_items if it.image]
+            if edits:
+                raise ValueError(self._no_inversion(edits[0]))
         if trainer.world_size > 1 and trainer._accelerator_connector.use_distributed_sampler:
             raise ValueError(
                 "the Trainer's `use_distributed_sampler` must be false: doodl_pl shards items itself "
@@ -262,7 +272,8 @@ class GenerationModule(pl.LightningModule):
 
     @torch.no_grad()
     def invert_images(self, items: list[dict[str, Any]]) -> tuple[Tensor, Tensor]:
-        """Load, VAE-encode and invert the items' images through the chain → untied (x_T, y_T)."""
+        """Load, VAE-encode and invert the items' images through the configured chain (EDICT or
+        BDIA, exactly) → untied (x_T, y_T)."""
         size = self.backbone.image_size
         images = torch.stack(
             [load_image(it["image"], size, where=f"item {it['id']!r} `image`") for it in items]
@@ -276,11 +287,17 @@ class GenerationModule(pl.LightningModule):
             self.inversion_prompt if self.inversion_prompt is not None else it["prompt"]
             for it in items
         ]
+        if not self.inverts:
+            raise ValueError(self._no_inversion(items[0]["id"]))
         cond = self.condition(items, self.inversion_guidance_scale, prompts)
-        chain = self.chain(cond)
-        if not hasattr(chain, "invert"):  # DDIM cannot invert exactly: edits start from EDICT's
-            chain = EdictChain(self.eps, self.schedule, cond, self.mix, self.state_dtype)
-        return chain.invert(z0)
+        return self.chain(cond).invert(z0)
+
+    def _no_inversion(self, item_id: str) -> str:
+        return (
+            f"`sampler` {self.sampler!r} cannot invert a real image, and item {item_id!r} is an "
+            f"edit (it has an `image`): sampling from a DDIM inversion does not give the photo "
+            f"back. Use `sampler: edict` or `bdia`, which invert exactly."
+        )
 
     def initial_latents(self, items: list[dict[str, Any]]) -> tuple[Tensor, Tensor, Tensor]:
         """(x_T, y_T, is_edit) for a batch: seeded noise, or inverted images for edit items."""

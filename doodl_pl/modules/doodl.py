@@ -216,7 +216,7 @@ class DoodlModule(GenerationModule):
         self.objective = [[] for _ in items]
         self._failed: list[str | None] = [None] * len(items)
         self._best: list[tuple[float, int, Tensor | None]] = [(math.inf, -1, None) for _ in items]
-        self._drift: list[float] = []
+        self._drift: list[float | None] = [None] * len(items)
         self._step_seconds: list[float] = []
 
     def optimised_loss(
@@ -276,17 +276,42 @@ class DoodlModule(GenerationModule):
         finite = self._ok.clone()
         for g in grads:
             finite &= torch.isfinite(g.flatten(1)).all(dim=1)
-        if bool(finite.all()):
-            return
         for i in torch.nonzero(~finite).flatten().tolist():
             if self._failed[i] is None:
                 self._failed[i] = f"non-finite gradient at optimisation step {self.latents.step}"
+        if isinstance(self.engine, ReversibleEngine) and self.engine.item_drift is not None:
+            for i, d in enumerate(self.engine.item_drift.tolist()[:n]):
+                prev = self._drift[i]
+                if prev is None or (math.isfinite(prev) and not d <= prev):  # NaN sticks
+                    self._drift[i] = d
+            for i in self.engine.drifted():
+                finite[i] = False
+                if self._failed[i] is None:
+                    self._failed[i] = self.drift_reason(float(self.engine.item_drift[i]))
+        if bool(finite.all()):
+            return
         for g in grads:
             g[~finite] = 0
 
+    def drift_reason(self, drift: float) -> str:
+        """Why an item whose reversible backward drifted past the tolerance fails, naming the
+        settings that cause drift and the way out."""
+        chain = f"`sampler` {self.sampler!r}"
+        if self.sampler == "bdia":
+            chain += f", `gamma` {self.gamma}"
+        compiled = ", `compile_unet` true" if self.backbone.compile_unet else ""
+        return (
+            f"the reversible backward rebuilt x_T with relative drift {drift:.2e} at optimisation "
+            f"step {self.latents.step}, above the engine's `drift_tolerance` "
+            f"{self.engine.drift_tolerance:g}: its gradient follows another trajectory than the "
+            f"image ({chain}, `state_dtype` {str(self.state_dtype).removeprefix('torch.')!r}, "
+            f"`num_inference_steps` {self.num_inference_steps}{compiled}). Use `gamma: 1.0`, "
+            f"`state_dtype: float64` or fewer steps, or `engine: "
+            f"{{class_path: doodl_pl.engines.CheckpointEngine}}`, which stores states instead of "
+            f"rebuilding them."
+        )
+
     def on_train_batch_end(self, outputs, batch: Batch, batch_idx: int) -> None:
-        if isinstance(self.engine, ReversibleEngine) and self.engine.last_drift is not None:
-            self._drift.append(self.engine.last_drift)
         if batch.last:
             self._finish(batch)
 
@@ -321,6 +346,6 @@ class DoodlModule(GenerationModule):
                 init_seed=self.candidate_seed(item["seed"], self.start_candidates[i]),
                 opt_steps=self.opt_steps,
                 sec_per_step=sum(self._step_seconds) / max(1, len(self._step_seconds)),
-                max_drift=max(self._drift) if self._drift else None,
+                max_drift=self._drift[i],
             )
         self.final_images = outputs
