@@ -34,7 +34,14 @@ from doodl_pl.evaluation import (
 from doodl_pl.evaluation.results import budget_curve
 from doodl_pl.main import main as doodl_main
 from doodl_pl.outputs import settings_changes
-from doodl_pl.shapes64.benchmark import APPS, METHODS, build_items, method_config
+from doodl_pl.shapes64.benchmark import (
+    APPS,
+    METHODS,
+    build_items,
+    check_equal_calls,
+    mean_unet_calls,
+    method_config,
+)
 from doodl_pl.shapes64.tuning import HEADLINE, grid_points, parse_grid, pick_best, tuning_score
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,11 +81,14 @@ def parse_variants(values: list[str]) -> list[tuple[str, str, dict[str, object]]
     return out
 
 
-def run_method(app, method, items, run_dir, a, overrides=None) -> Path | None:
-    """Generate (or finish) one method's run of ``app``: an ordinary `doodl-pl fit` folder."""
+def run_method(app, method, items, run_dir, a, overrides=None, doodl=None) -> Path | None:
+    """Generate (or finish) one method's run of ``app``: an ordinary `doodl-pl fit` folder.
+    ``doodl``: the DOODL run (folder, overrides) best-of-N matches in UNet calls."""
+    doodl_dir, doodl_over = doodl or (None, None)
     cfg = method_config(
         app, method, items, run_dir, accelerator=a.accelerator, batch_size=a.batch_size,
-        overrides=overrides, config_dir=ROOT / "configs" / "demo",
+        overrides=overrides, config_dir=ROOT / "configs" / "demo", doodl_overrides=doodl_over,
+        match_calls=mean_unet_calls(doodl_dir) if doodl_dir else None,
     )  # fmt: skip
     old = run_dir / "run.yaml"
     if old.is_file() and (run_dir / "manifest.jsonl").is_file():
@@ -121,8 +131,9 @@ def tune(app, a, evaluator, out: Path, sets, grid) -> tuple[dict, str]:
     chosen, lines = {}, []
     for method, axes in grid.items():
         points = grid_points(method, axes)
+        doodl = (None, {**sets.get("doodl", {}), **chosen.get("doodl", {})})
         runs = [
-            run_method(app, method, items, tdir / name, a, {**sets.get(method, {}), **over})
+            run_method(app, method, items, tdir / name, a, {**sets.get(method, {}), **over}, doodl)
             for name, over in points
         ]
         # One folder per method: the methods' tuning tables must not overwrite each other.
@@ -166,6 +177,8 @@ def main() -> None:
     p.add_argument("--tune-clip", nargs="*", type=float, default=[],
                    help="shorthand for --tune doodl:optimizer.init_args.clip=...")  # fmt: skip
     p.add_argument("--tune-n", type=int, default=12, help="tuning items per application")
+    p.add_argument("--unmatched", action="store_true",
+                   help="allow best-of-N and DOODL to differ by more than 2 %% in UNet calls")  # fmt: skip
     p.add_argument("--reps", type=int, default=200, help="bootstrap resamples for FID")
     p.add_argument("--paired", nargs="*", default=["doodl"],
                    help="columns to compare item by item against every other column "
@@ -198,7 +211,19 @@ def main() -> None:
             app_sets.setdefault(method, {}).update(over)
         app_dir = out / app
         items = build_items(app, a.n, a.split, app_dir / "items")
-        runs = [run_method(app, m, items, app_dir / m, a, app_sets.get(m)) for m in a.methods]
+        # DOODL first: best-of-N's N comes from its counted UNet calls per item.
+        done = {}
+        doodl = (app_dir / "doodl", app_sets.get("doodl")) if "doodl" in a.methods else None
+        for m in sorted(a.methods, key=lambda m: m != "doodl"):
+            done[m] = run_method(app, m, items, app_dir / m, a, app_sets.get(m), doodl)
+        if done.get("doodl") and done.get("best_of_n") and not a.unmatched:
+            try:
+                calls = check_equal_calls(done["doodl"], done["best_of_n"])
+            except ValueError as e:
+                raise SystemExit(f"benchmark {app}: {e} (or pass --unmatched)") from None
+            print(f"   equal compute: DOODL {calls[0]:.0f}, best-of-N {calls[1]:.0f} UNet calls "
+                  "per item", file=sys.stderr)  # fmt: skip
+        runs = [done[m] for m in a.methods]
         runs += [
             run_method(app, m, items, app_dir / name, a, {**app_sets.get(m, {}), **over})
             for name, m, over in variants

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import ROOT
 from PIL import Image
 
 from doodl_pl.evaluation import EvalConfig, Evaluator, load_run, mean, proportion
@@ -289,6 +290,39 @@ def test_method_configs_parse_for_every_app_and_method(tmp_path, capsys):
             with pytest.raises(SystemExit) as done:  # the CLI accepts what the benchmark writes
                 main(["fit", "--config", str(path), "--print_config"])
             assert done.value.code in (0, None)
+
+
+def test_best_of_n_follows_doodls_final_settings_and_counted_calls(tmp_path):
+    """``--set doodl:opt_steps=…`` or ``init_candidates`` move best-of-N's N with them; a DOODL
+    run's counted calls set N exactly; columns more than 2 % apart are refused."""
+    import json as _json
+
+    from doodl_pl.shapes64.benchmark import candidate_calls, check_equal_calls
+
+    def n_of(**kw):
+        cfg = method_config("text", "best_of_n", tmp_path / "i.jsonl", tmp_path / "o", **kw)
+        return cfg["model"]["init_args"]
+
+    demo = yaml.safe_load((ROOT / "configs" / "demo" / "text.yaml").read_text())
+    m = demo["model"]["init_args"]["opt_steps"]
+    assert n_of()["n_candidates"] == 3 * m + 1
+    assert n_of(doodl_overrides={"opt_steps": 8})["n_candidates"] == 25
+    assert n_of(doodl_overrides={"opt_steps": 8, "init_candidates": 9})["n_candidates"] == 34
+    assert (
+        n_of(overrides={"n_candidates": 5}, doodl_overrides={"opt_steps": 8})["n_candidates"] == 5
+    )
+    bdia = n_of(overrides={"sampler": "bdia", "num_inference_steps": 20}, match_calls=500.0)
+    assert candidate_calls(bdia) == 20 and bdia["n_candidates"] == 25
+
+    def run(name, calls):
+        (tmp_path / name).mkdir()
+        lines = [_json.dumps({"id": f"i{k}", "unet_calls": c}) for k, c in enumerate(calls)]
+        (tmp_path / name / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+        return tmp_path / name
+
+    assert check_equal_calls(run("d", [500, 500]), run("b", [505, 505])) == (500, 505)
+    with pytest.raises(ValueError, match=r"best-of-N spent 740 .* DOODL 500 .*48\.0% apart"):
+        check_equal_calls(tmp_path / "d", run("stale", [740, 740]))
 
 
 def test_console_evaluate_error_is_one_line(tmp_path):

@@ -9,6 +9,7 @@ here overlaps the training splits.
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,19 @@ from .dataset import SPLITS
 from .render import render
 from .world import COLORS, SHAPES, Obj, Scene, article, sample_scene
 
-__all__ = ["APPS", "METHODS", "OFFSET", "build_items", "method_config"]
+__all__ = [
+    "APPS",
+    "MATCH_TOLERANCE",
+    "METHODS",
+    "OFFSET",
+    "accepted_args",
+    "build_items",
+    "candidate_calls",
+    "check_equal_calls",
+    "matched_candidates",
+    "mean_unet_calls",
+    "method_config",
+]
 
 APPS = ("text", "vocabulary", "personalization", "aesthetic")
 METHODS = ("vanilla", "one_step", "best_of_n", "doodl")
@@ -171,10 +184,82 @@ def build_items(app: str, n: int, split: str, out: str | Path) -> Path:
     return path
 
 
-_DOODL_ONLY = (
-    "opt_steps", "optimizer", "tie", "renormalize", "engine", "perturb_std", "keep_best",
-    "init_candidates",
-)  # fmt: skip
+def accepted_args(cls: type) -> set[str]:
+    """The keyword arguments ``cls`` takes, its bases' included (from their signatures)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is not None:
+            names |= {
+                p.name
+                for p in inspect.signature(init).parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
+            }
+    return names
+
+
+#: Most the columns' mean UNet calls per item may differ for "equal compute" to hold.
+MATCH_TOLERANCE = 0.02
+
+
+def _set(args: dict[str, Any], overrides: dict[str, Any] | None) -> None:
+    for key, value in (overrides or {}).items():
+        node = args
+        *path, last = key.split(".")
+        for part in path:  # a number indexes a list, e.g. loss.0.init_args.n_cuts
+            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
+        node[int(last) if isinstance(node, list) else last] = value
+
+
+def _demo_args(app: str, config_dir: str | Path) -> dict[str, Any]:
+    cfg = yaml.safe_load((Path(config_dir) / f"{app}.yaml").read_text())
+    return copy.deepcopy(cfg["model"]["init_args"])
+
+
+def candidate_calls(args: dict[str, Any]) -> int:
+    """UNet calls of one generation (one best-of-N candidate) under a module's ``init_args``:
+    the executed steps, twice for EDICT's two ε per step."""
+    steps = args.get("num_inference_steps", 50)
+    executed = max(int(steps * args.get("strength", 1.0)), 1)
+    return executed * (2 if args.get("sampler", "edict") == "edict" else 1)
+
+
+def matched_candidates(doodl_args: dict[str, Any], edits: bool = False) -> int:
+    """Best-of-N's N at the UNet calls per item of DOODL with these final ``init_args`` (the
+    reversible engine, the same sampler and T): m steps cost 3m + 1 generations, a best-of-k
+    start k more, inverting a photo (``edits``) about one more."""
+    m = doodl_args.get("opt_steps", 50)
+    k = doodl_args.get("init_candidates", 1)
+    return 3 * m + 1 + (k if k > 1 else 0) + int(edits)
+
+
+def mean_unet_calls(run_dir: str | Path) -> float | None:
+    """Mean UNet calls per item over a run folder's manifest (``None`` without one)."""
+    path = Path(run_dir) / "manifest.jsonl"
+    if not path.is_file():
+        return None
+    calls = [json.loads(line).get("unet_calls") for line in path.read_text().splitlines()]
+    calls = [c for c in calls if c is not None]
+    return sum(calls) / len(calls) if calls else None
+
+
+def check_equal_calls(doodl_dir: str | Path, best_of_n_dir: str | Path) -> tuple[float, float]:
+    """The two columns' mean UNet calls per item, counted from their manifests.
+
+    Raises:
+        ValueError: when they differ by more than :data:`MATCH_TOLERANCE`.
+    """
+    d, b = mean_unet_calls(doodl_dir), mean_unet_calls(best_of_n_dir)
+    if d is None or b is None:
+        return d or float("nan"), b or float("nan")
+    if abs(b - d) > MATCH_TOLERANCE * d:
+        raise ValueError(
+            f"best-of-N spent {b:.0f} UNet calls per item ({best_of_n_dir}) and DOODL {d:.0f} "
+            f"({doodl_dir}): {abs(b - d) / d:.1%} apart, over {MATCH_TOLERANCE:.0%}, so the "
+            f"columns are not at equal compute. Leave `best_of_n:n_candidates` unset: it is "
+            f"then derived from DOODL's counted calls."
+        )
+    return d, b
 
 
 def method_config(
@@ -187,34 +272,41 @@ def method_config(
     batch_size: int = 8,
     overrides: dict[str, Any] | None = None,
     config_dir: str | Path = "configs/demo",
+    doodl_overrides: dict[str, Any] | None = None,
+    match_calls: float | None = None,
 ) -> dict[str, Any]:
     """The run config of ``method`` on ``app``: the demo config's backbone, loss and sampling
-    settings, the method's own keys, and ``overrides`` (dotted keys under ``model.init_args``)."""
+    settings, the method's own keys, and ``overrides`` (dotted keys under ``model.init_args``).
+
+    Best-of-N's N matches DOODL's UNet calls per item unless ``overrides`` set
+    ``n_candidates``: from ``match_calls`` (a DOODL run's counted calls) when given, else from
+    DOODL's final settings (the demo config with ``doodl_overrides``).
+    """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
-    cfg = yaml.safe_load((Path(config_dir) / f"{app}.yaml").read_text())
-    args = copy.deepcopy(cfg["model"]["init_args"])
-    opt_steps = args.get("opt_steps", 12)
-    if method != "doodl":
-        for k in _DOODL_ONLY:
-            args.pop(k, None)
+    from .. import modules
+
+    args = _demo_args(app, config_dir)
     cls = {
         "vanilla": "VanillaModule",
         "one_step": "OneStepGuidanceModule",
         "best_of_n": "BestOfNModule",
         "doodl": "DoodlModule",
     }[method]
+    takes = accepted_args(getattr(modules, cls))
+    args = {k: v for k, v in args.items() if k in takes}  # e.g. DOODL's own keys
     if method == "one_step":
         args["loss_scale"] = 1.0
     if method == "best_of_n":
-        args["match_opt_steps"] = opt_steps
         args["candidate_batch"] = 8
-    for key, value in (overrides or {}).items():
-        node = args
-        *path, last = key.split(".")
-        for part in path:  # a number indexes a list, e.g. loss.0.init_args.n_cuts
-            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-        node[int(last) if isinstance(node, list) else last] = value
+    _set(args, overrides)
+    if method == "best_of_n" and "n_candidates" not in (overrides or {}):
+        if match_calls is not None:
+            args["n_candidates"] = max(1, round(match_calls / candidate_calls(args)))
+        else:
+            doodl = _demo_args(app, config_dir)
+            _set(doodl, doodl_overrides)
+            args["n_candidates"] = matched_candidates(doodl, edits=app == "aesthetic")
     args["output_dir"] = str(output_dir)
     return {
         "seed_everything": 0,
