@@ -11,6 +11,7 @@ from .config_errors import add_location, explain
 from .data.datamodule import DoodlDataModule
 from .hub import ModelLoadError
 from .modules.base import GenerationModule
+from .outputs import RECORD_MARK
 
 __all__ = ["DoodlCLI", "console", "explain", "main"]
 
@@ -35,7 +36,8 @@ class DoodlCLI(LightningCLI):
 
     def before_fit(self) -> None:
         try:
-            self.model.run_config = self.parser.dump(self.config, skip_none=True)
+            # Every resolved value, nulls included: what a resume is compared against.
+            self.model.run_config = self.parser.dump(self.config, skip_none=False)
         except Exception:  # noqa: BLE001 - metadata only; never block a run on it
             self.model.run_config = None
         if self.model.run_config:
@@ -43,7 +45,7 @@ class DoodlCLI(LightningCLI):
         if self.model.run_config and self.trainer.is_global_zero:
             root = self.model.writer.root
             root.mkdir(parents=True, exist_ok=True)
-            (root / "config.yaml").write_text(self.model.run_config)
+            (root / "config.yaml").write_text(f"{RECORD_MARK}\n{self.model.run_config}")
 
     def after_fit(self) -> None:
         model = self.model

@@ -11,7 +11,15 @@ from typing import Any
 
 from torch import Tensor
 
-__all__ = ["OutputWriter", "atomic_write", "jsonable", "metadata_fields", "settings_changes"]
+__all__ = [
+    "DEFAULT_CHANGES",
+    "RECORD_MARK",
+    "OutputWriter",
+    "atomic_write",
+    "jsonable",
+    "metadata_fields",
+    "settings_changes",
+]
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -32,18 +40,37 @@ def atomic_write(path: Path, data: bytes) -> None:
 # Model settings that do not change what an item's image is.
 RESUME_NEUTRAL = ("output_dir", "retry_failed")
 
+#: Options whose default changed after folders were made without them: the value those folders
+#: were made with, and when it changed. A folder's ``config.yaml`` that lacks the option is
+#: compared against that value, not today's default.
+DEFAULT_CHANGES: dict[str, tuple[Any, str]] = {
+    # 2026-12-01 (f2aeff4): DOODL outputs its best iterate; before, the option did not exist
+    # and the last iterate was output (and iterates were scored with another draw of cuts).
+    "keep_best": (False, "before 2026-12-01"),
+}
+
+#: First line of every ``config.yaml`` a run writes: it records every option's resolved value,
+#: defaults and nulls included, so a later default change is compared with what was used.
+RECORD_MARK = "# doodl_pl run settings: every option's resolved value, defaults included"
+
 
 def settings_changes(old: Any, new: Any, key: str = "model", owner: str | None = None) -> list[str]:
     """``key: old → new`` for every leaf that differs between two parsed config sections.
 
-    An ``init_args`` key that one side lacks and the other sets to the class's default is not a
-    change: it is an option added to the code since the folder was made.
+    An ``init_args`` key that only ``new`` has is an option added since the folder was made:
+    it is a change unless its value is what the folder was made with, which is the value in
+    :data:`DEFAULT_CHANGES` for an option whose default changed, else today's default.
     """
     if isinstance(old, dict) and isinstance(new, dict):
         out = []
         cls = new.get("class_path") or old.get("class_path")
         for k in sorted(set(old) | set(new), key=str):
             if key.endswith("init_args") and k in RESUME_NEUTRAL:
+                continue
+            if key.endswith("init_args") and k in new and k not in old and k in DEFAULT_CHANGES:
+                was, when = DEFAULT_CHANGES[k]
+                if new[k] != was:
+                    out.append(f"{key}.{k}: {was!r} (the default {when}) → {new[k]!r}")
                 continue
             if key.endswith("init_args") and (k in old) != (k in new):
                 if _is_default(owner, k, new[k] if k in new else old[k]):

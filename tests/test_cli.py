@@ -87,3 +87,31 @@ def test_rerun_with_changed_settings_is_refused_and_loses_nothing(tiny_assets, t
     with pytest.raises(ValueError, match=r"sampler: None → 'bdia'"):
         main(["fit", "--config", str(config), "--model.init_args.sampler", "bdia"])
     assert (out / "manifest.jsonl").read_text() == before
+
+
+def test_resume_compares_against_the_settings_a_folder_was_made_with(tiny_assets, tmp_path):
+    """A folder records every resolved option (defaults and nulls included). A folder from before
+    ``keep_best`` existed was made with last-iterate output: resuming it with today's default
+    (best iterate) is refused, resuming it with ``keep_best: false`` is not."""
+    out = tmp_path / "run"
+    config = tinify(ROOT / "configs" / "demo" / "text.yaml", tiny_assets, out, limit=1)
+    main(["fit", "--config", str(config)])
+    text = (out / "config.yaml").read_text()
+    assert text.startswith("# doodl_pl run settings")
+    saved = yaml.safe_load(text)
+    model = saved.get("fit", saved)["model"]["init_args"]
+    assert model["keep_best"] is True and "inversion_prompt" in model
+    assert "revision" in model["backbone"]["init_args"]  # a null default, recorded too
+    before = (out / "manifest.jsonl").read_text()
+    # The same folder as a run from before the option existed would have left it.
+    model.pop("keep_best")
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    with pytest.raises(
+        ValueError, match=r"keep_best: False \(the default before 2026-12-01\) → True"
+    ):
+        main(["fit", "--config", str(config)])
+    assert (out / "manifest.jsonl").read_text() == before
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    main(["fit", "--config", str(config), "--model.init_args.keep_best", "false"])
+    resumed = yaml.safe_load((out / "config.yaml").read_text())
+    assert resumed.get("fit", resumed)["model"]["init_args"]["keep_best"] is False
