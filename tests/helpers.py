@@ -54,8 +54,33 @@ def backbone(assets, dtype="float32"):
     return StableDiffusion(assets["sd"], dtype=dtype)
 
 
-def items(n, prompt="a red circle", seed0=0):
-    return [{"id": f"it{i}", "prompt": prompt, "seed": seed0 + i} for i in range(n)]
+# Item prompts and seeds unlike their batch positions (large, shuffled, all different), so a
+# seed or prompt keyed on position, batch or rank shows.
+PROMPTS = ("a red circle", "a blue star above a green square", "two", "a yellow cross", "")
+SEEDS = (90_017, 4_211, 771_003, 31, 52_640, 9_999_991, 1_234, 600_613)
+
+
+def items(n, prompt=None, seed0=None):
+    """``n`` items ``it0``, ``it1``, …: different prompts (or all ``prompt``) and seeds from
+    :data:`SEEDS` (or ``seed0 + i``)."""
+    return [
+        {
+            "id": f"it{i}",
+            "prompt": PROMPTS[i % len(PROMPTS)] if prompt is None else prompt,
+            "seed": SEEDS[i] if seed0 is None else seed0 + i,
+        }
+        for i in range(n)
+    ]
+
+
+def clip_loss(assets, **kw):
+    """A CLIP text loss on the tiny CLIP whose cuts are real random cuts (``min_cut``): the tiny
+    CLIP's input is as big as the tiny images, so without it every cut is the whole image."""
+    from doodl_pl.losses import CLIPTextLoss
+    from doodl_pl.losses.clip_models import ClipSpec
+
+    kw = {"n_cuts": 4, "min_cut": 0.5, **kw}
+    return CLIPTextLoss([ClipSpec(assets["clip_cfg"], assets["clip_w"])], **kw)
 
 
 def nan_loss(images):
@@ -109,6 +134,7 @@ def tinify(
                 for spec in ia["models"]
             ]
             ia["n_cuts"] = 2
+            ia["min_cut"] = 0.5  # the tiny CLIP's input is the image's size: make real cuts
         if "clip" in ia:
             ia["clip"] = {"name": assets["clip_cfg"], "pretrained": assets["clip_w"]}
         if "head_path" in ia:

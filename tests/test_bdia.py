@@ -186,7 +186,7 @@ def test_doodl_bdia_costs_half_and_engines_agree(tiny_assets, tmp_path):
     ref = fit(_doodl(tiny_assets, tmp_path / "a", engine=AutogradEngine()), items(2))
     for k, r in rows.items():
         assert r["unet_calls"] == (3 * m + 1) * T
-        assert r["max_drift"] < 1e-5
+        assert r["max_drift"] < 1e-12  # float64 state: round-off
         assert r["losses"] == pytest.approx(ref[k]["losses"], rel=1e-5)
     best = fit(
         BestOfNModule(
@@ -200,17 +200,27 @@ def test_doodl_bdia_costs_half_and_engines_agree(tiny_assets, tmp_path):
 
 
 def test_vanilla_bdia_first_step_is_ddim_and_edit_round_trips(tiny_assets, tmp_path):
-    """Vanilla BDIA differs from DDIM (the chain is used) and an edit item's BDIA inversion
-    regenerates its VAE latent (float64)."""
+    """Vanilla BDIA's first step is DDIM's (equal to round-off with one step), later steps use
+    the older latent (differs at 5 steps); an edit item's BDIA inversion regenerates its VAE
+    latent (float64)."""
     from doodl_pl.data import load_image
 
-    kw = dict(num_inference_steps=5, guidance_scale=3.0, output_dir=str(tmp_path))
-    bdia = VanillaModule(backbone(tiny_assets, "float64"), sampler="bdia", **kw)
-    ddim = VanillaModule(backbone(tiny_assets, "float64"), sampler="ddim", **kw)
+    def pair(steps):
+        kw = dict(num_inference_steps=steps, guidance_scale=3.0, output_dir=str(tmp_path))
+        bdia = VanillaModule(backbone(tiny_assets, "float64"), sampler="bdia", **kw)
+        ddim = VanillaModule(backbone(tiny_assets, "float64"), sampler="ddim", **kw)
+        x = bdia.noise(it[0]["seed"])[None].double()
+        return (
+            bdia,
+            bdia.generate(x, x, bdia.condition(it)),
+            ddim.generate(x, x, ddim.condition(it)),
+        )
+
     it = items(1)
-    x = bdia.noise(it[0]["seed"])[None].double()
-    zb, zd = bdia.generate(x, x, bdia.condition(it)), ddim.generate(x, x, ddim.condition(it))
-    assert 1e-6 < rel(zb, zd) < 0.5
+    _, zb1, zd1 = pair(1)
+    assert rel(zb1, zd1) < 1e-13  # the first step is plain DDIM
+    bdia, zb, zd = pair(5)
+    assert 1e-6 < rel(zb, zd)
     edit = [{"id": "e", "prompt": "", "seed": 0, "image": tiny_assets["image"]}]
     xe, ye, is_edit = bdia.initial_latents(edit)
     assert bool(is_edit[0])

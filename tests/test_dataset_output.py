@@ -2,6 +2,7 @@
 
 import json
 
+import datasets
 import numpy as np
 import pytest
 from doodl_pl.callbacks import ImageLogger
@@ -14,7 +15,6 @@ from doodl_pl.outputs import OutputWriter
 
 
 def test_run_folder_loads_with_datasets(tiny_assets, tmp_path):
-    datasets = pytest.importorskip("datasets")
     its = [
         {"id": "a", "prompt": "a red circle", "seed": 3, "class_index": 1},
         {"id": "b", "prompt": "a blue star", "seed": 4, "class_index": 2},

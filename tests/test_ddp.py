@@ -33,6 +33,7 @@ def test_ddp_two_processes_equal_one(tiny_assets, tmp_path):
     run_cli(one, "--trainer.devices=1", *data)
     run_cli(two, "--trainer.devices=2", "--trainer.strategy=ddp", *data)
     r1, r2 = rows(tmp_path / "one"), rows(tmp_path / "two")
+    rows_before = set(r2)
     assert sorted(r1) == sorted(r2) and len(r2) == 3
     assert (
         len({r["seed"] for r in r1.values()}) == 2 and len({r["prompt"] for r in r1.values()}) == 2
@@ -51,3 +52,14 @@ def test_ddp_two_processes_equal_one(tiny_assets, tmp_path):
         assert m2[key] == pytest.approx(m1[key], rel=1e-5), key
     for key, field in (("loss_start", "loss_start"), ("guide_clip_score", "guide_clip_score")):
         assert m1[key] == pytest.approx(sum(r[field] for r in r1.values()) / 3)
+    # One item left on two ranks: rank 1 holds only padding, which it runs (to keep DDP in step)
+    # but never writes; the item equals the one-process run's.
+    run_cli(one, "--trainer.devices=1", *data, "--data.init_args.limit=4")
+    run_cli(two, "--trainer.devices=2", "--trainer.strategy=ddp", *data, "--data.init_args.limit=4")
+    r1, r2 = rows(tmp_path / "one"), rows(tmp_path / "two")
+    (new,) = set(r2) - rows_before
+    lines = (tmp_path / "two" / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and len(r2) == 4 and r2[new]["rank"] == 0
+    assert r2[new]["losses"] == pytest.approx(r1[new]["losses"], rel=1e-5)
+    meta = (tmp_path / "two" / "metadata.jsonl").read_text().splitlines()
+    assert sorted(json.loads(m)["file_name"] for m in meta) == sorted(f"images/{k}.png" for k in r2)

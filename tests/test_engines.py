@@ -53,7 +53,7 @@ def test_float32_model_float64_state(unet32):
     ref = grads(AutogradEngine(), chain, x, x)
     got = grads(engine, chain, x, x)
     assert torch.nn.functional.cosine_similarity(got, ref, dim=0) >= 0.9999
-    assert 0 <= engine.last_drift < 1e-3
+    assert 0 <= engine.last_drift < 1e-12, engine.last_drift  # float64 state: round-off
 
 
 @pytest.mark.parametrize("steps,strength", [(7, 1.0), (10, 0.5)])

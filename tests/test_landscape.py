@@ -7,6 +7,7 @@ from helpers import backbone, items
 from doodl_pl.evaluation.landscape import line_probe
 from doodl_pl.losses import ColorLoss
 from doodl_pl.modules import DoodlModule
+from doodl_pl.utils.seeding import STREAM_PROBE, item_generator
 
 
 def _module(tiny_assets, sampler="edict"):
@@ -53,3 +54,16 @@ def test_judge_scores_the_moved_starts_through_its_own_chain(tiny_assets):
     assert rows[0]["start"] == pytest.approx(float(own.mean()))
     alone = line_probe(module, its, [1e-3], ["gradient"])
     assert alone[0]["start"] != pytest.approx(rows[0]["start"])
+    # The moved starts themselves are scored by the judge: rebuild a random move by hand (its
+    # direction comes from each item's seed) and score it through the judge's chain.
+    a = 0.05
+    (row,) = line_probe(module, its, [a], ["random"], judge=judge)
+    d = torch.stack(
+        [torch.randn(x.shape[1:], generator=item_generator(it["seed"], STREAM_PROBE)) for it in its]
+    ).to(x.dtype)
+    d = d / d.flatten(1).abs().mean(1).view(-1, 1, 1, 1)  # a mean per-element move of 1
+    moved = x - a * d
+    moved = moved * (x.flatten(1).norm(dim=1) / moved.flatten(1).norm(dim=1)).view(-1, 1, 1, 1)
+    _, score = judge.evaluate(judge.generate(moved, moved.clone(), judge.condition(its)), its)
+    assert row["per_item"] == pytest.approx((score - own).tolist(), rel=1e-6, abs=1e-9)
+    assert max(abs(c) for c in row["per_item"]) > 0

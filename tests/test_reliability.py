@@ -66,6 +66,11 @@ def test_sigkill_then_rerun_finishes_everything(tiny_assets, tmp_path):
     ids = [json.loads(line)["id"] for line in final]
     assert len(ids) == 8 and len(set(ids)) == 8, where
     assert not list((out / "images").glob(".*.tmp"))
+    # metadata.jsonl (the data-set view) has one line per finished image: none lost, none twice
+    meta = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
+    names = [m["file_name"] for m in meta]
+    assert sorted(names) == sorted(f"images/{i}.png" for i in ids), where
+    assert all((out / n).is_file() for n in names)
 
 
 def test_rerun_is_bitwise_identical(tiny_assets, tmp_path):

@@ -50,7 +50,7 @@ def test_doodl_runs_on_sdxl(sdxl_dir, tmp_path, sampler):
     rows = fit(module, items(2), batch_size=2)
     for r in rows.values():
         assert r["status"] == "ok" and r["loss_end"] < r["loss_start"]
-        assert r["max_drift"] < 1e-5
+        assert r["max_drift"] < 1e-12  # float64 state: round-off
     assert (tmp_path / "images" / "it0.png").is_file()
 
 
