@@ -68,12 +68,13 @@ class GenerationModule(pl.LightningModule):
         num_inference_steps: T, the sampling steps.
         guidance_scale: classifier-free guidance scale.
         sampler: the reversible chain: ``edict`` (two ε evaluations per step) or ``bdia``
-            (BDIA-DDIM, one ε evaluation per step); :class:`VanillaModule` also takes ``ddim``.
+            (BDIA-DDIM, one ε evaluation per step); :class:`VanillaModule` also takes ``ddim``
+            (generation only: it cannot invert the photo of an edit item).
         mix: EDICT mixing weight p, in (0, 1].
         gamma: BDIA's γ (weight of the older latent), in (0, 1].
         strength: fraction of the schedule executed (editing strength), in (0, 1].
         state_dtype: dtype of the latent-state arithmetic.
-        inversion_prompt: prompt for EDICT-inverting real images; ``None`` uses the item prompt.
+        inversion_prompt: prompt for inverting real images; ``None`` uses the item prompt.
         inversion_guidance_scale: CFG scale during inversion.
         encode_sample: encode real images with a posterior sample (seeded) instead of the mean.
         output_dir: where ``images/`` and ``manifest.jsonl`` go.

@@ -28,7 +28,7 @@ Grid = dict[str, dict[str, list[Any]]]
 
 
 def parse_grid(values: list[str]) -> Grid:
-    """``["doodl:gamma=0.5,1", ...]`` → ``{"doodl": {"gamma": [0.5, 1]}}``."""
+    """``["doodl:gamma=0.9,1", ...]`` → ``{"doodl": {"gamma": [0.9, 1]}}``."""
     grid: Grid = {}
     for v in values:
         try:
