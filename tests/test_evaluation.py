@@ -364,18 +364,21 @@ def test_paired_success_counts_an_item_a_run_failed_or_lacks_as_a_failure():
     unscored item is 0 for that run; on a mean of scores it is left out."""
     from doodl_pl.evaluation import paired_difference, paired_markdown
 
-    ids_a, a = ["x", "y", "z", "w"], [1.0, 1.0, float("nan"), 1.0]  # z failed in run a
-    ids_b, b = ["x", "y", "z"], [1.0, 1.0, 1.0]  # w never finished in run b
-    est = paired_difference(ids_a, a, ids_b, b, missing=0.0)
+    ids_a, a = ["x", "y", "z", "w", "v"], [1.0, 1.0, 0.0, 1.0, float("nan")]  # z failed in a
+    ids_b, b = ["x", "y", "z", "v"], [1.0, 1.0, 1.0, 1.0]  # w never finished in run b
+    est = paired_difference(ids_a, a, ids_b, b, missing=0.0)  # v: the metric does not apply
     assert est.n == 4 and est.value == pytest.approx(0.0)  # (0 + 0 − 1 + 1) / 4
     only_both = paired_difference(ids_a, a, ids_b, b)
-    assert only_both.n == 2 and only_both.value == 0.0
+    assert only_both.n == 3 and only_both.value == pytest.approx(-1 / 3)
     results = [
-        {"name": "doodl", "per_item": {"id": ids_a[:3], "color": a[:3], "clip_score": [5, 5, 9]}},
-        {"name": "best_of_n", "per_item": {"id": ids_b, "color": b, "clip_score": [4, 4, 1]}},
+        {
+            "name": "doodl",
+            "per_item": {"id": ids_a[:3], "color": [1.0, 1.0, 0.0], "clip_score": [5, 5, 9]},
+        },
+        {"name": "best_of_n", "per_item": {"id": ids_b, "color": b, "clip_score": [4, 4, 1, 2]}},
     ]
     table = paired_markdown(results, "doodl")
-    assert "| color | -0.333 [" in table and "| clip_score | +3.333 [" in table
+    assert "| color | -0.500 [" in table and "| clip_score | +3.333 [" in table
 
 
 def test_budget_curve_joins_runs_by_family(tmp_path):

@@ -25,16 +25,17 @@ def paired_difference(
     difficulty cancels.
 
     Args:
-        missing: the value of an item one run lacks or could not score (NaN), e.g. 0 for a
-            success metric, where an item a method did not deliver is a failure; ``None``
-            leaves such items out (a mean of scores).
+        missing: the value of an item one run lacks, e.g. 0 for a success metric, where an item
+            a method did not deliver is a failure; ``None`` leaves such items out. A NaN value
+            (the metric does not apply to that item) is always left out.
     """
     by_a = dict(zip(ids_a, a, strict=True))
     by_b = dict(zip(ids_b, b, strict=True))
 
     def value(table: dict[str, float], i: str) -> float:
-        x = float(table.get(i, np.nan))
-        return x if np.isfinite(x) or missing is None else float(missing)
+        if i not in table:
+            return np.nan if missing is None else float(missing)
+        return float(table[i])
 
     ids = list(by_a) + [i for i in by_b if i not in by_a]
     pairs = [(value(by_a, i), value(by_b, i)) for i in ids]
