@@ -36,6 +36,7 @@ from doodl_pl.main import main as doodl_main
 from doodl_pl.outputs import settings_changes
 from doodl_pl.shapes64.benchmark import (
     APPS,
+    GUIDE_ACCEPTS,
     METHODS,
     build_items,
     check_equal_calls,
@@ -206,6 +207,7 @@ def main() -> None:
     evaluator = Evaluator(EvalConfig.shapes64_preset(reps=a.reps))
     for app in a.apps:
         app_sets = {k: dict(v) for k, v in sets.items()}
+        evaluator.cfg.accept, evaluator.cfg.judge = GUIDE_ACCEPTS.get(app, (None, None))
         best, tuned = tune(app, a, evaluator, out, sets, grid)
         for method, over in best.items():
             app_sets.setdefault(method, {}).update(over)

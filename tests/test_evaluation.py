@@ -35,8 +35,9 @@ needs_assets = pytest.mark.skipif(
 )
 
 
-def fake_run(root, items: list[dict], images: list[np.ndarray], status=None):
-    """An output folder as `doodl-pl fit` writes it, with the given images."""
+def fake_run(root, items: list[dict], images: list[np.ndarray], status=None, fields=None):
+    """An output folder as `doodl-pl fit` writes it, with the given images (``fields``: per id,
+    more manifest fields, e.g. guide scores)."""
     (root / "images").mkdir(parents=True)
     (root / "items.jsonl").write_text("".join(json.dumps(it) + "\n" for it in items))
     (root / "config.yaml").write_text(
@@ -50,7 +51,8 @@ def fake_run(root, items: list[dict], images: list[np.ndarray], status=None):
             f.write(
                 json.dumps(
                     {"id": it["id"], "prompt": it.get("prompt", ""), "seed": it["seed"],
-                     "status": st, "unet_calls": 10 + k, "wall_s": 0.5, "method": "fake"}
+                     "status": st, "unet_calls": 10 + k, "wall_s": 0.5, "method": "fake",
+                     **(fields or {}).get(it["id"], {})}
                 ) + "\n"
             )  # fmt: skip
     return root
@@ -224,6 +226,45 @@ def test_edit_checks(tmp_path):
     assert good["improved"]["value"] == 1.0 and good["content_kept"]["value"] >= 5 / 6
     assert good["aesthetic_gain"]["value"] > 3
     assert bad["content_kept"]["value"] == 0.0 and bad["edit_success"]["value"] == 0.0
+
+
+@needs_assets
+def test_hacking_rate_against_a_hand_counted_case(tmp_path):
+    """Nine vocabulary items: the guide's class probability accepts six images (≥ 0.9), one of
+    which the held-out judge rejects (drawn as a circle), so the hacking rate is 1/6; one more
+    item failed, so accepted-and-valid is 5 of 9."""
+    items = [
+        json.loads(x)
+        for x in build_items("vocabulary", 9, "tune", tmp_path / "items").read_text().splitlines()
+    ]
+    imgs = [render(scene_of(it, "vocabulary")) for it in items]
+    imgs[6] = imgs[7] = render(sample_scene(items[6]["seed"], n_objects=1, shape="circle"))
+    probs = [0.95, 0.95, 0.95, 0.5, 0.91, 0.91, 0.99, 0.2, 0.99]
+    fields = {it["id"]: {"guide_class_prob": p} for it, p in zip(items, probs, strict=True)}
+    run = fake_run(tmp_path / "run", items, imgs, {items[8]["id"]: "failed"}, fields)
+    cfg = EvalConfig(classifier=GUIDE, accept={"guide_class_prob": 0.9}, judge="validity")
+    r = Evaluator(cfg).evaluate(load_run(run))
+    m = r["metrics"]
+    assert r["per_item"]["validity"][:8] == [1.0] * 6 + [0.0, 0.0]
+    assert (m["accepted"]["value"], m["accepted"]["n"]) == (pytest.approx(6 / 9), 9)
+    assert (m["hacking"]["value"], m["hacking"]["n"]) == (pytest.approx(1 / 6), 6)
+    assert (m["accepted_valid"]["value"], m["accepted_valid"]["n"]) == (pytest.approx(5 / 9), 9)
+    from doodl_pl.evaluation.cli import parse_accept
+
+    assert parse_accept(["guide_class_prob=0.9", "guide_clip_score=30"]) == {
+        "guide_class_prob": 0.9,
+        "guide_clip_score": 30.0,
+    }
+    with pytest.raises(ValueError, match="expected GUIDE_SCORE=MIN"):
+        parse_accept(["guide_class_prob:0.9"])
+    with pytest.raises(ValueError, match="`--judge` 'relation'"):
+        Evaluator(EvalConfig(classifier=GUIDE, accept=cfg.accept, judge="relation")).evaluate(
+            load_run(run)
+        )
+    with pytest.raises(ValueError, match="`--accept` names 'guide_clip_score'.*guide_class_prob"):
+        Evaluator(EvalConfig(classifier=GUIDE, accept={"guide_clip_score": 30})).evaluate(
+            load_run(run)
+        )
 
 
 # -- the command -----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from .evaluator import EvalConfig, Evaluator
 from .results import markdown, side_by_side, write_results
 from .run import RunOutputs, load_run
 
-__all__ = ["config_from_args", "grid_main", "main", "parser"]
+__all__ = ["config_from_args", "grid_main", "main", "parse_accept", "parser"]
 
 
 def _clip_arg(values: list[str] | None) -> ClipSpec | None:
@@ -42,8 +42,33 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--fid-features", choices=["classifier", "clip"], default="classifier")
     p.add_argument("--aesthetic-head", help="aesthetic head (.safetensors)")
     p.add_argument("--reps", type=int, default=200, help="bootstrap resamples for FID intervals")
+    p.add_argument("--accept", nargs="+", metavar="GUIDE_SCORE=MIN",
+                   help="the guide's acceptance rule over the manifest's guide scores, e.g. "
+                   "guide_class_prob=0.9; reports `accepted`")  # fmt: skip
+    p.add_argument("--judge", metavar="METRIC",
+                   help="the per-item success metric that is the held-out judge's verdict (e.g. "
+                   "validity, full_match); with --accept reports `hacking` (accepted images the "
+                   "judge rejects) and `accepted_valid`")  # fmt: skip
     p.add_argument("--out", help="folder for the comparison (default: <first run>/evaluation)")
     return p
+
+
+def parse_accept(values: list[str] | None) -> dict[str, float] | None:
+    """``["guide_class_prob=0.9"]`` → ``{"guide_class_prob": 0.9}``."""
+    if not values:
+        return None
+    out = {}
+    for v in values:
+        name, sep, least = v.partition("=")
+        try:
+            out[name] = float(least)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise ValueError(
+                f"`--accept` {v!r}: expected GUIDE_SCORE=MIN, e.g. guide_class_prob=0.9"
+            )
+    return out
 
 
 def config_from_args(a: argparse.Namespace, runs: list[RunOutputs]) -> EvalConfig:
@@ -64,6 +89,8 @@ def config_from_args(a: argparse.Namespace, runs: list[RunOutputs]) -> EvalConfi
         fid_features=a.fid_features,
         aesthetic_head=a.aesthetic_head,
         reps=a.reps,
+        accept=parse_accept(a.accept),
+        judge=a.judge,
     )
     preset = a.preset
     if preset == "auto":

@@ -13,7 +13,14 @@ from ..losses.clip_models import ClipSpec
 from .run import RunOutputs
 from .stats import Estimate, mean, proportion
 
-__all__ = ["LOWER_IS_BETTER", "PROPORTIONS", "EvalConfig", "Evaluator", "lower_is_better"]
+__all__ = [
+    "CONDITIONAL_PROPORTIONS",
+    "LOWER_IS_BETTER",
+    "PROPORTIONS",
+    "EvalConfig",
+    "Evaluator",
+    "lower_is_better",
+]
 
 #: Per-item metrics that are successes (0/1): reported as proportions with Wilson intervals.
 PROPORTIONS = {
@@ -27,9 +34,14 @@ PROPORTIONS = {
     "content_kept",
     "improved",
     "edit_success",
+    "accepted",
+    "accepted_valid",
 }
+#: Success shares taken over a subset of the items (NaN elsewhere): ``hacking`` is over the images
+#: the guide accepts.
+CONDITIONAL_PROPORTIONS = {"hacking"}
 #: Metric families where less is better (a metric belongs by its prefix, e.g. ``fid_class3``).
-LOWER_IS_BETTER = ("fid",)
+LOWER_IS_BETTER = ("fid", "hacking")
 
 
 def lower_is_better(metric: str) -> bool:
@@ -51,6 +63,12 @@ class EvalConfig:
         fid_features: ``"classifier"`` (pre-logit features) or ``"clip"`` (image embedding).
         aesthetic_head: aesthetic head file, scored on ``aesthetic_clip`` embeddings.
         shapes64: run the Shapes-64 ground-truth checks on items with a ``truth`` field.
+        accept: the guide's acceptance rule, ``{guide score: least value}`` over the readable
+            scores each manifest line carries (e.g. ``{"guide_class_prob": 0.9}``); an image
+            is accepted when every one is met.
+        judge: the per-item success metric that is the held-out judge's verdict (e.g.
+            ``validity``, ``full_match``). With ``accept`` it gives ``hacking``: the share of
+            accepted images the judge rejects.
     """
 
     clip: ClipSpec | None = None
@@ -61,6 +79,8 @@ class EvalConfig:
     aesthetic_clip: ClipSpec | None = None
     shapes64: bool = False
     reps: int = 200
+    accept: dict[str, float] | None = None
+    judge: str | None = None
 
     @classmethod
     def shapes64_preset(cls, **overrides: Any) -> EvalConfig:
@@ -142,6 +162,40 @@ class Evaluator:
             ).tolist()
         return out
 
+    def agreement(self, run: RunOutputs, per: dict[str, list[float]]) -> dict[str, list[float]]:
+        """Guide against judge, per item: ``accepted`` (the guide's rule holds), and with a judge
+        ``accepted_valid`` (accepted and valid: what a data set keeps) and ``hacking`` (1 when
+        an accepted image is rejected, 0 when it is valid, NaN when not accepted)."""
+        rule = self.cfg.accept
+        if not rule or not run.rows:
+            return {}
+        missing = [k for k in rule if all(r.get(k) is None for r in run.rows)]
+        if missing:
+            raise ValueError(
+                f"`--accept` names {missing[0]!r}, which no manifest line of {run.root} has; "
+                f"its guide scores are {sorted({k for r in run.rows for k in r if k.startswith('guide_')})}"
+            )
+        accepted = [float(all(_number(r.get(k)) >= v for k, v in rule.items())) for r in run.rows]
+        out = {"accepted": accepted}
+        judge = self.cfg.judge
+        if judge is None:
+            return out
+        if judge not in per:
+            raise ValueError(
+                f"`--judge` {judge!r} is not a per-item metric of this evaluation; choose from "
+                f"{sorted(per)}"
+            )
+        verdict = [float(x) for x in per[judge]]
+        nan = float("nan")
+        out["hacking"] = [
+            (nan if v != v else 1.0 - v) if a else nan
+            for a, v in zip(accepted, verdict, strict=True)
+        ]
+        out["accepted_valid"] = [
+            a * v if v == v else 0.0 for a, v in zip(accepted, verdict, strict=True)
+        ]
+        return out
+
     def fid(self, run: RunOutputs) -> dict[str, Estimate]:
         from .fid import fid, load_folder
 
@@ -172,6 +226,7 @@ class Evaluator:
         failures never shrink its denominator.
         """
         per = self.per_item(run)
+        per.update(self.agreement(run, per))
         for k in per:
             fill = 0.0 if k in PROPORTIONS else float("nan")
             per[k] = list(per[k]) + [fill] * len(run.failed)
@@ -179,7 +234,8 @@ class Evaluator:
         for k, vals in per.items():
             v = np.asarray(vals, dtype=np.float64)
             v = v[np.isfinite(v)]
-            metrics[k] = proportion(v.astype(bool)) if k in PROPORTIONS else mean(v)
+            shares = PROPORTIONS | CONDITIONAL_PROPORTIONS
+            metrics[k] = proportion(v.astype(bool)) if k in shares else mean(v)
         if self.fid_features is not None and len(run.rows) >= 2:
             metrics.update(self.fid(run))
         notes = []
@@ -203,3 +259,10 @@ class Evaluator:
             "per_item": {"id": [r["id"] for r in run.rows] + list(run.failed), **per},
             "notes": notes,
         }
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")

@@ -23,6 +23,7 @@ from .world import COLORS, SHAPES, Obj, Scene, article, sample_scene
 
 __all__ = [
     "APPS",
+    "GUIDE_ACCEPTS",
     "MATCH_TOLERANCE",
     "METHODS",
     "OFFSET",
@@ -38,6 +39,12 @@ __all__ = [
 APPS = ("text", "vocabulary", "personalization", "aesthetic")
 METHODS = ("vanilla", "one_step", "best_of_n", "doodl")
 HIDDEN = ("pentagon", "hexagon", "octagon")
+#: Per application, the guide's acceptance rule (``EvalConfig.accept``) and the judge's verdict
+#: it is checked against (``EvalConfig.judge``): the hacking rate is the share of accepted
+#: images the judge rejects.
+GUIDE_ACCEPTS: dict[str, tuple[dict[str, float], str]] = {
+    "vocabulary": ({"guide_class_prob": 0.9}, "validity"),
+}
 OFFSET = 600_000
 REFERENCES_PER_CLASS = 64
 
