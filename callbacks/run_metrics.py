@@ -17,8 +17,9 @@ __all__ = ["RunMetrics"]
 
 class RunMetrics(pl.Callback):
     """At the end of ``fit``: mean loss at start and end, share of items improved, failures,
-    items, seconds per item and the mean of each guide's own score (``guide_<name>``, e.g. the
-    CLIP score) over the items this run generated, synced across DDP ranks.
+    items, seconds per item, UNet calls, the mean of each guide's own score (``guide_<name>``,
+    e.g. the CLIP score) over the items this run generated and, under an ``accept`` rule, the
+    accepted images and accepted images per 1000 UNet calls, synced across DDP ranks.
 
     Rank 0 logs them as ``run/<name>`` to ``trainer.logger`` and writes ``run_metrics.json`` next
     to the outputs; every rank gets the same values in :attr:`values`. Items skipped because an
@@ -37,6 +38,8 @@ class RunMetrics(pl.Callback):
             "seconds_per_item": MeanMetric(nan_strategy="ignore"),
             "failed": SumMetric(),
             "items": SumMetric(),
+            "accepted": SumMetric(),
+            "unet_calls": SumMetric(),
         }
         # The same metric names on every rank (a rank without items still joins the sync).
         guides = [f"guide_{name}" for name in pl_module.guide_score_names]
@@ -56,12 +59,22 @@ class RunMetrics(pl.Callback):
                     nan if math.isnan(start) or math.isnan(end) else float(end < start)
                 )
             metrics["seconds_per_item"].update(_number(r.get("wall_s")))
+            metrics["accepted"].update(float(ok and bool(r.get("accepted"))))
+            calls = _number(r.get("unet_calls"))
+            metrics["unet_calls"].update(0.0 if math.isnan(calls) else calls)
             for g in guides:
                 metrics[g].update(_number(r.get(g)))
         # A mean that saw no value (every item failed) is nan, not a problem worth a warning.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self.values = {k: float(m.compute()) for k, m in metrics.items()}
+        if pl_module.accept:  # what a data set costs: accepted images per 1000 UNet calls
+            calls = self.values["unet_calls"]
+            self.values["accepted_per_1000_calls"] = (
+                1000 * self.values["accepted"] / calls if calls else float("nan")
+            )
+        else:
+            del self.values["accepted"]
         if trainer.global_rank != 0:
             return
         for logger in trainer.loggers:

@@ -44,8 +44,10 @@ class Candidates:
     Attributes:
         index: the chosen candidate j (its seed is :meth:`GenerationModule.candidate_seed`).
         noise: its x_T; image: its decoded image ``(3, H, W)``.
-        scores: every candidate's score, in order.
+        scores: every candidate's score, in order (as many as were drawn).
         score: the chosen one's score (inf when no score was finite).
+        accepted: whether the chosen one meets the module's ``accept`` rule (the search stops
+            at the first that does).
     """
 
     index: int
@@ -53,6 +55,7 @@ class Candidates:
     image: Tensor | None
     scores: list[float]
     score: float
+    accepted: bool = False
 
     @property
     def finite(self) -> bool:
@@ -79,6 +82,11 @@ class GenerationModule(pl.LightningModule):
         encode_sample: encode real images with a posterior sample (seeded) instead of the mean.
         output_dir: where ``images/`` and ``manifest.jsonl`` go.
         retry_failed: rerun items whose manifest status is ``failed``.
+        accept: when an image is good enough, per item: ``{score name: least value}`` over the
+            losses' readable scores (e.g. ``{class_prob: 0.9}``) and ``loss``: most value of the
+            summed loss; every entry must hold. Methods that search stop there (best-of-N
+            becomes rejection sampling, DOODL stops optimising that item) and every manifest
+            line says whether its image is ``accepted``.
 
     Attributes (what callbacks and the CLI read):
         writer: the output folder (``writer.root``).
@@ -111,6 +119,7 @@ class GenerationModule(pl.LightningModule):
         encode_sample: bool = False,
         output_dir: str = "outputs/run",
         retry_failed: bool = False,
+        accept: dict[str, float] | None = None,
     ) -> None:
         super().__init__()
         if num_inference_steps < 1:
@@ -145,6 +154,14 @@ class GenerationModule(pl.LightningModule):
         self.encode_sample = encode_sample
         self.writer = OutputWriter(output_dir)
         self.retry_failed = retry_failed
+        names = {loss.score_name for loss in self.losses if loss.score_name}
+        self.accept = {k.removeprefix("guide_"): float(v) for k, v in (accept or {}).items()}
+        for k in self.accept:
+            if k != "loss" and k not in names:
+                raise ValueError(
+                    f"`accept` names {k!r}, which no loss scores; use `loss` or one of "
+                    f"{sorted(names)}"
+                )
         self.run_config: str | None = None
         self.failed_ids: set[str] = set()
         self.run_records: list[dict[str, Any]] = []
@@ -258,14 +275,22 @@ class GenerationModule(pl.LightningModule):
     def best_candidate(self, item: dict[str, Any], n: int, batch: int) -> Candidates:
         """Sample an item's candidates 0 … n − 1, ``batch`` at a time (so memory does not grow
         with n), and keep the lowest-scoring one. When every score is non-finite, candidate 0
-        is kept and :attr:`Candidates.finite` is False."""
+        is kept and :attr:`Candidates.finite` is False. Under an ``accept`` rule the search
+        stops after the first batch holding an accepted candidate and keeps the first such
+        (rejection sampling; ``batch`` 1 draws exactly until the first accepted)."""
         best = Candidates(0, None, None, [], math.inf)
         for j0 in range(0, n, batch):
             js = list(range(j0, min(n, j0 + batch)))
             noise, images, scores = self.sample_candidates(item, js)
+            best.scores.extend(float(v) for v in scores)
+            hits = torch.nonzero(self.accepted(images, [item] * len(js), scores)).flatten()
+            if len(hits):
+                k = int(hits[0])
+                best.index, best.noise, best.image = js[k], noise[k], images[k]
+                best.score, best.accepted = float(scores[k]), True
+                return best
             for k, j in enumerate(js):
                 value = float(scores[k])
-                best.scores.append(value)
                 if best.noise is None or (math.isfinite(value) and value < best.score):
                     best.index, best.noise, best.image = j, noise[k], images[k]
                     best.score = value if math.isfinite(value) else math.inf
@@ -354,6 +379,23 @@ class GenerationModule(pl.LightningModule):
                 out[f"guide_{loss.score_name}"] = float(value[0])
         return out
 
+    @torch.no_grad()
+    def accepted(self, images: Tensor, items: list[dict[str, Any]], losses: Tensor) -> Tensor:
+        """Per image, whether :attr:`accept` holds (all False without a rule): ``losses`` are
+        the images' scores (:meth:`evaluate`), guide scores are taken with the items' own
+        :meth:`score_context`."""
+        ok = torch.ones(len(items), dtype=torch.bool)
+        if not self.accept:
+            return ~ok
+        ctx = self.score_context(items)
+        for loss in self.losses:
+            least = self.accept.get(loss.score_name) if loss.score_name else None
+            if least is not None:
+                ok &= loss.guide_score(images.to(self.device), ctx).float().cpu() >= least
+        if "loss" in self.accept:
+            ok &= losses.float().cpu() <= self.accept["loss"]
+        return ok
+
     # -- outputs ------------------------------------------------------------------------------
     def batch_cost(self, n: int) -> dict[str, float]:
         """The batch's UNet calls and seconds since its first step, per item (``n`` items);
@@ -419,12 +461,24 @@ class GenerationModule(pl.LightningModule):
                 text["config"] = self.run_config
             self.writer.write_image(item["id"], image, text)
             row.update(self.guide_scores(image, item))
+            if self.accept:
+                row["accepted"] = self._meets(row)
         line = json.loads(json.dumps(row, default=jsonable))
         if not failed:
             self.writer.append_metadata(item["id"], metadata_fields(item, line))
         self.writer.append(line)
         self.run_records.append(line)
         return line
+
+    def _meets(self, row: dict[str, Any]) -> bool:
+        """Whether a record's output meets :attr:`accept` (from its guide scores and loss)."""
+        for k, least in self.accept.items():
+            value = row["loss_end"] if k == "loss" else row.get(f"guide_{k}")
+            if value is None or not math.isfinite(value):
+                return False
+            if (value > least) if k == "loss" else (value < least):
+                return False
+        return True
 
     def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
         if batch.step == 0:

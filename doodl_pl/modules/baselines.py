@@ -150,10 +150,13 @@ class BestOfNModule(VanillaModule):
     @torch.no_grad()
     def training_step(self, batch: Batch, batch_idx: int) -> None:
         items = batch.items
-        found = [
-            None if pad else self.best_candidate(item, self.n_candidates, self.candidate_batch)
-            for item, pad in zip(items, batch.pad, strict=True)
-        ]
+        found, spent = [], []
+        for item, pad in zip(items, batch.pad, strict=True):
+            before = self.eps.calls
+            found.append(
+                None if pad else self.best_candidate(item, self.n_candidates, self.candidate_batch)
+            )
+            spent.append(self.eps.calls - before)  # what this item's draws cost
         shape = next((c.image.shape for c in found if c is not None), None)
         if shape is None:  # a rank holding only padding: nothing to write
             self.batch_cost(len(items))
@@ -165,6 +168,7 @@ class BestOfNModule(VanillaModule):
         extra = [
             {
                 "n_candidates": self.n_candidates,
+                "candidates_drawn": len(c.scores),
                 "chosen_candidate": c.index,
                 "chosen_seed": self.candidate_seed(it["seed"], c.index),
             }
@@ -172,6 +176,9 @@ class BestOfNModule(VanillaModule):
             else {}
             for it, c in zip(items, found, strict=True)
         ]
+        if self.accept:  # items stop at different draws: each pays for its own
+            for fields, calls in zip(extra, spent, strict=True):
+                fields.update(unet_calls=float(calls), unet_forwards=float(calls))
         failed = [
             None
             if c is None or c.finite

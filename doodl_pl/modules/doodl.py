@@ -185,7 +185,8 @@ class DoodlModule(GenerationModule):
     ) -> tuple[Tensor, Tensor, list[int]]:
         """Replace each generated item's (x_T, y_T) by its best of ``init_candidates`` noises,
         sampled ``candidate_batch`` at a time; items where ``skip`` is set (edits, pads) keep
-        their own start."""
+        their own start. Under ``accept`` a draw that meets it finishes the item (the hybrid:
+        draw until accepted or k draws, then optimise the best)."""
         chosen = [0] * len(items)
         if self.init_candidates == 1:
             return x, y, chosen
@@ -195,11 +196,28 @@ class DoodlModule(GenerationModule):
             best = self.best_candidate(item, self.init_candidates, self.candidate_batch)
             chosen[i] = best.index
             x[i], y[i] = best.noise, best.noise
+            self._charge([i])
+            if best.accepted:
+                self._finish_early(i, best.score, 0, best.image)
         return x, y, chosen
 
     def _begin(self, items: list[dict[str, Any]], pad: list[bool]) -> None:
+        n = len(items)
+        self.history = [[] for _ in items]
+        self.objective = [[] for _ in items]
+        self._failed: list[str | None] = [None] * n
+        self._best: list[tuple[float, int, Tensor | None]] = [(math.inf, -1, None) for _ in items]
+        self._drift: list[float | None] = [None] * n
+        self._step_seconds: list[float] = []
+        # Under `accept`, rows leave the chain once accepted (pads never enter it).
+        pads = torch.tensor(pad, dtype=torch.bool)
+        self._active = ~pads if self.accept else torch.ones(n, dtype=torch.bool)
+        self._done: dict[int, tuple[float, int, Tensor]] = {}
+        self._mark, self._spent = (0, 0), [[0.0, 0.0] for _ in items]
+        self._rows: list[int] = []
         x, y, edit = self.initial_latents(items)
-        skip = edit | torch.tensor(pad, dtype=torch.bool, device=edit.device)
+        self._charge([i for i in range(n) if bool(edit[i])])
+        skip = edit | pads.to(edit.device)
         x, y, self.start_candidates = self.best_of_k_start(items, x, y, skip)
         tie = (~edit) & self.tie
         renorm = (~edit) & self.renormalize
@@ -212,12 +230,23 @@ class DoodlModule(GenerationModule):
                     [tie, tie.new_zeros(self.latents.x.shape[0] - len(items))]
                 )
         self._cond = self.condition(items)
-        self.history = [[] for _ in items]
-        self.objective = [[] for _ in items]
-        self._failed: list[str | None] = [None] * len(items)
-        self._best: list[tuple[float, int, Tensor | None]] = [(math.inf, -1, None) for _ in items]
-        self._drift: list[float | None] = [None] * len(items)
-        self._step_seconds: list[float] = []
+        self.last_images = None
+
+    def _charge(self, rows: list[int]) -> None:
+        """Split the UNet calls counted since the last charge evenly among ``rows`` (the rows
+        that ran them), so each manifest line carries what its own item cost."""
+        calls, vjps = self.eps.calls, self.eps.vjps
+        delta = (calls - self._mark[0], vjps - self._mark[1])
+        self._mark = (calls, vjps)
+        for i in rows:
+            self._spent[i][0] += delta[0] / len(rows)
+            self._spent[i][1] += delta[1] / len(rows)
+
+    def _finish_early(self, i: int, score: float, step: int, image: Tensor) -> None:
+        """Item ``i`` met ``accept`` at iterate ``step``: that image is its output; it leaves
+        the chain."""
+        self._done[i] = (score, step, image.clone())
+        self._active[i] = False
 
     def optimised_loss(
         self, items: list[dict[str, Any]], cond, x: Tensor, y: Tensor, step: int
@@ -243,24 +272,45 @@ class DoodlModule(GenerationModule):
         self.latents.step = step
         self._schedule_step(step)
         n = len(items)
+        rows = torch.nonzero(self._active).flatten().tolist()
+        self._rows, self._ok = rows, torch.ones(n, dtype=torch.bool, device=self.device)
+        if not rows:  # every item is done: no UNet call; the ranks still step together
+            return 0.0 * self.ddp_anchor
         x, y = self.latents.live()
-        per_item, images = self.optimised_loss(items, self._cond, x, y, step)
-        main = images[:n].detach()
+        sub, cond = items, self._cond
+        if len(rows) < n:
+            index = torch.tensor(rows)
+            x, y = x[index], y[index]
+            sub, cond = [items[i] for i in rows], self._cond.select(index)
+        per_item, images = self.optimised_loss(sub, cond, x, y, step)
+        main = images[: len(rows)].detach()
         with torch.no_grad():
-            scores = self.item_losses(main, self.score_context(items))
+            scores = self.item_losses(main, self.score_context(sub))
+            hits = self.accepted(main, sub, scores)
         ok = torch.isfinite(per_item)
-        for i in range(n):
-            value, score = float(per_item[i]), float(scores[i])
+        for k, i in enumerate(rows):
+            value, score = float(per_item[k]), float(scores[k])
             self.objective[i].append(value)
             self.history[i].append(score)
             if not math.isfinite(value) and self._failed[i] is None:
                 self._failed[i] = f"non-finite loss ({value}) at optimisation step {step}"
-            self._remember(i, score, step, main[i])
-        self.last_images = main
-        self._ok = ok
-        loss = torch.where(ok, per_item, torch.zeros_like(per_item)).sum()
+            self._remember(i, score, step, main[k])
+            if bool(hits[k]) and self._failed[i] is None:
+                self._finish_early(i, score, step, main[k])
+        if len(rows) == n:
+            self.last_images = main
+        else:  # one image per item: a finished item shows its accepted image
+            last = torch.zeros(n, *main.shape[1:], dtype=main.dtype, device=main.device)
+            for i, (_, _, image) in self._done.items():
+                last[i] = image
+            last[torch.tensor(rows)] = main
+            self.last_images = last
+        self._ok[rows] = ok
+        # An item accepted at this iterate takes no step from it.
+        keep = ok & ~hits.to(ok.device)
+        loss = torch.where(keep, per_item, torch.zeros_like(per_item)).sum()
         if ok.any():
-            self.log("train/loss", per_item[ok].mean(), prog_bar=True, batch_size=n)
+            self.log("train/loss", per_item[ok].mean(), prog_bar=True, batch_size=len(rows))
         self._step_seconds.append(time.perf_counter() - t0)
         return loss + 0.0 * self.ddp_anchor
 
@@ -279,15 +329,17 @@ class DoodlModule(GenerationModule):
         for i in torch.nonzero(~finite).flatten().tolist():
             if self._failed[i] is None:
                 self._failed[i] = f"non-finite gradient at optimisation step {self.latents.step}"
-        if isinstance(self.engine, ReversibleEngine) and self.engine.item_drift is not None:
-            for i, d in enumerate(self.engine.item_drift.tolist()[:n]):
-                prev = self._drift[i]
+        engine = self.engine
+        if self._rows and isinstance(engine, ReversibleEngine) and engine.item_drift is not None:
+            for k, d in enumerate(engine.item_drift.tolist()):  # row k of this step's chain
+                i, prev = self._rows[k], self._drift[self._rows[k]]
                 if prev is None or (math.isfinite(prev) and not d <= prev):  # NaN sticks
                     self._drift[i] = d
-            for i in self.engine.drifted():
+            for k in engine.drifted():
+                i = self._rows[k]
                 finite[i] = False
                 if self._failed[i] is None:
-                    self._failed[i] = self.drift_reason(float(self.engine.item_drift[i]))
+                    self._failed[i] = self.drift_reason(float(engine.item_drift[k]))
         if bool(finite.all()):
             return
         for g in grads:
@@ -312,6 +364,7 @@ class DoodlModule(GenerationModule):
         )
 
     def on_train_batch_end(self, outputs, batch: Batch, batch_idx: int) -> None:
+        self._charge(self._rows)
         if batch.last:
             self._finish(batch)
 
@@ -319,18 +372,46 @@ class DoodlModule(GenerationModule):
     def _finish(self, batch: Batch) -> None:
         items = batch.items
         x, y = self.latents.live()
-        images, final = self.evaluate(self.generate(x, y, self._cond), items)
+        rows = torch.nonzero(self._active).flatten().tolist()
+        images = final = None
+        if len(rows) == len(items):
+            images, final = self.evaluate(self.generate(x, y, self._cond), items)
+        elif rows:  # only items still in the chain are generated again
+            index = torch.tensor(rows)
+            sub = [items[i] for i in rows]
+            images, final = self.evaluate(
+                self.generate(x[index], y[index], self._cond.select(index)), sub
+            )
+        self._charge(rows)
+        spent = [list(c) for c in self._spent]
         cost = self.batch_cost(len(items))
-        outputs = images.clone()
+        where = {i: k for k, i in enumerate(rows)}
+        if images is None and not self._done:  # a rank holding only padding
+            self.final_images = None
+            return
+        like = images[0] if images is not None else next(iter(self._done.values()))[2]
+        outputs = torch.zeros(len(items), *like.shape, dtype=like.dtype, device=like.device)
         for i, item in enumerate(items):
             if batch.pad[i]:
                 continue
-            self.history[i].append(float(final[i]))
-            self._remember(i, float(final[i]), self.opt_steps, images[i])
-            end, at, chosen = float(final[i]), self.opt_steps, "last"
-            if self.keep_best and self._best[i][2] is not None:
-                end, at, outputs[i] = self._best[i]
-                chosen = "last" if at == self.opt_steps else "best"
+            extra: dict[str, Any] = {}
+            if i in self._done:
+                end, at, outputs[i] = self._done[i]
+                chosen = "accepted"
+            else:
+                k = where[i]
+                self.history[i].append(float(final[k]))
+                self._remember(i, float(final[k]), self.opt_steps, images[k])
+                end, at, chosen, outputs[i] = float(final[k]), self.opt_steps, "last", images[k]
+                if self.keep_best and self._best[i][2] is not None:
+                    end, at, outputs[i] = self._best[i]
+                    chosen = "last" if at == self.opt_steps else "best"
+            if self.accept:  # items leave at different steps: each pays for its own
+                forwards, vjps = spent[i]
+                extra = {
+                    "unet_calls": forwards + vjps, "unet_forwards": forwards, "unet_vjps": vjps,
+                    "steps_taken": len(self.objective[i]),
+                }  # fmt: skip
             self.record(
                 item,
                 outputs[i],
@@ -347,5 +428,6 @@ class DoodlModule(GenerationModule):
                 opt_steps=self.opt_steps,
                 sec_per_step=sum(self._step_seconds) / max(1, len(self._step_seconds)),
                 max_drift=self._drift[i],
+                **extra,
             )
         self.final_images = outputs
