@@ -286,7 +286,7 @@ def method_config(
     settings, the method's own keys, and ``overrides`` (dotted keys under ``model.init_args``).
 
     Best-of-N's N matches DOODL's UNet calls per item unless ``overrides`` set
-    ``n_candidates``: from ``match_calls`` (a DOODL run's counted calls) when given, else from
+    ``n_candidates`` or ``match_opt_steps``: from ``match_calls`` (a DOODL run's counted calls) when given, else from
     DOODL's final settings (the demo config with ``doodl_overrides``).
     """
     if method not in METHODS:
@@ -307,7 +307,7 @@ def method_config(
     if method == "best_of_n":
         args["candidate_batch"] = 8
     _set(args, overrides)
-    if method == "best_of_n" and "n_candidates" not in (overrides or {}):
+    if method == "best_of_n" and not {"n_candidates", "match_opt_steps"} & set(overrides or {}):
         if match_calls is not None:
             args["n_candidates"] = max(1, round(match_calls / candidate_calls(args)))
         else:
