@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from argparse import ArgumentError
+from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
@@ -12,8 +14,9 @@ from .data.datamodule import DoodlDataModule
 from .hub import ModelLoadError
 from .modules.base import GenerationModule
 from .outputs import RECORD_MARK
+from .quiet import quiet_libraries
 
-__all__ = ["DoodlCLI", "console", "explain", "main"]
+__all__ = ["DoodlCLI", "console", "explain", "main", "summary"]
 
 EXIT_BAD_INPUT = 2
 EXIT_ITEMS_FAILED = 3
@@ -51,16 +54,32 @@ class DoodlCLI(LightningCLI):
         model = self.model
         rank = self.trainer.global_rank
         if rank == 0:
-            print(
-                f"doodl-pl: outputs in {model.writer.root.resolve()} (images/, manifest.jsonl)",
-                file=sys.stderr,
-            )
+            print(f"doodl-pl: {summary(model.writer.root)}", file=sys.stderr)
         if model.failed_ids:
             print(
                 f"doodl-pl: {len(model.failed_ids)} item(s) failed on rank {rank}: "
                 f"{sorted(model.failed_ids)[:10]}; see `reason` in manifest.jsonl",
                 file=sys.stderr,
             )
+
+
+def summary(root: Path) -> str:
+    """One line on a finished run: items ok and failed, mean loss start → end, where it is."""
+    parts = []
+    path = root / "run_metrics.json"
+    if path.is_file():
+        m = json.loads(path.read_text())
+        items, failed = int(m.get("items", 0)), int(m.get("failed", 0))
+        parts.append(f"{items - failed} item(s) ok, {failed} failed")
+        start, end = m.get("loss_start"), m.get("loss_end")
+        if isinstance(start, float) and start == start and end == end:
+            parts.append(f"mean loss {start:.4f} → {end:.4f}")
+        if "accepted_per_1000_calls" in m:
+            parts.append(
+                f"{int(m['accepted'])} accepted ({m['accepted_per_1000_calls']:.2f} per 1000 UNet calls)"
+            )
+    parts.append(f"outputs in {root.resolve()} (images/, manifest.jsonl)")
+    return "; ".join(parts)
 
 
 def _build(args: list[str] | None) -> DoodlCLI:
@@ -92,6 +111,7 @@ def main(args: list[str] | None = None) -> DoodlCLI | list[dict]:
     errors propagate as exceptions.
     """
     argv = sys.argv[1:] if args is None else args
+    quiet_libraries()
     if argv[:1] == ["evaluate"]:
         from .evaluation import main as evaluate
 

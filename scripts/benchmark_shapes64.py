@@ -213,12 +213,15 @@ def main() -> None:
             app_sets.setdefault(method, {}).update(over)
         app_dir = out / app
         items = build_items(app, a.n, a.split, app_dir / "items")
-        # DOODL first: best-of-N's N comes from its counted UNet calls per item.
+        # DOODL first: best-of-N's N comes from its counted UNet calls per item. Under an
+        # `accept` rule items stop early by design: both get the same budget (N from DOODL's
+        # settings) and spend what they need.
         done = {}
-        doodl = (app_dir / "doodl", app_sets.get("doodl")) if "doodl" in a.methods else None
+        stops = "accept" in app_sets.get("doodl", {})
+        doodl = (None if stops else app_dir / "doodl", app_sets.get("doodl"))
         for m in sorted(a.methods, key=lambda m: m != "doodl"):
             done[m] = run_method(app, m, items, app_dir / m, a, app_sets.get(m), doodl)
-        if done.get("doodl") and done.get("best_of_n") and not a.unmatched:
+        if done.get("doodl") and done.get("best_of_n") and not (a.unmatched or stops):
             try:
                 calls = check_equal_calls(done["doodl"], done["best_of_n"])
             except ValueError as e:

@@ -63,3 +63,57 @@ def test_ddp_two_processes_equal_one(tiny_assets, tmp_path):
     assert r2[new]["losses"] == pytest.approx(r1[new]["losses"], rel=1e-5)
     meta = (tmp_path / "two" / "metadata.jsonl").read_text().splitlines()
     assert sorted(json.loads(m)["file_name"] for m in meta) == sorted(f"images/{k}.png" for k in r2)
+
+
+def test_two_nodes_under_torchrun_equal_one_process(tiny_assets, tmp_path):
+    """Two nodes of one process each, launched as a cluster would (``torchrun --nnodes 2``, one
+    launcher per node, rendezvous on this machine): the same items and results as one process,
+    each written once."""
+    import socket
+
+    config = ROOT / "configs" / "text_sd15.yaml"
+    one = tinify(config, tiny_assets, tmp_path / "one", limit=3)
+    two = tinify(config, tiny_assets, tmp_path / "nodes", limit=3)
+    data = ["--data.init_args.seeds=5-6", "--data.init_args.batch_size=2"]
+    run_cli(one, "--trainer.devices=1", *data)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+    launchers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes=2",
+                "--nproc_per_node=1",
+                f"--node_rank={rank}",
+                "--master_addr=127.0.0.1",
+                f"--master_port={port}",
+                "-m",
+                "doodl_pl",
+                "fit",
+                "--config",
+                str(two),
+                "--trainer.num_nodes=2",
+                "--trainer.devices=1",
+                "--trainer.strategy=ddp",
+                *data,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )  # fmt: skip
+        for rank in (0, 1)
+    ]
+    for p in launchers:
+        out, _ = p.communicate(timeout=600)
+        assert p.returncode == 0, out[-3000:]
+    r1, r2 = rows(tmp_path / "one"), rows(tmp_path / "nodes")
+    assert sorted(r1) == sorted(r2) and {r["rank"] for r in r2.values()} == {0, 1}
+    assert len((tmp_path / "nodes" / "manifest.jsonl").read_text().splitlines()) == 3
+    for k in r1:
+        assert r2[k]["losses"] == pytest.approx(r1[k]["losses"], rel=1e-5)

@@ -249,6 +249,8 @@ def test_hacking_rate_against_a_hand_counted_case(tmp_path):
     assert (m["accepted"]["value"], m["accepted"]["n"]) == (pytest.approx(6 / 9), 9)
     assert (m["hacking"]["value"], m["hacking"]["n"]) == (pytest.approx(1 / 6), 6)
     assert (m["accepted_valid"]["value"], m["accepted_valid"]["n"]) == (pytest.approx(5 / 9), 9)
+    # fake_run gives item k 10 + k UNet calls: 8 finished items, 5 accepted-and-valid images
+    assert m["calls_per_valid"]["value"] == pytest.approx(sum(10 + k for k in range(8)) / 5)
     from doodl_pl.evaluation.cli import parse_accept
 
     assert parse_accept(["guide_class_prob=0.9", "guide_clip_score=30"]) == {

@@ -110,6 +110,10 @@ class DoodlDataModule(pl.LightningDataModule):
         inline: items given directly in the config.
         batch_size: items optimised together.
         limit: keep only the first ``limit`` items.
+
+    Attributes (set when the loader is built; what the progress bar reads):
+        rank_items: the items this rank will do in this run (finished ones skipped, no pads).
+        repeats: steps per batch.
     """
 
     def __init__(
@@ -129,6 +133,8 @@ class DoodlDataModule(pl.LightningDataModule):
         self.items_file, self.prompts, self.seeds = items, prompts, seeds
         self.inline, self.batch_size, self.limit = inline, batch_size, limit
         self._items: list[Item] | None = None
+        self.rank_items = 0
+        self.repeats = 1
 
     @property
     def all_items(self) -> list[Item]:
@@ -166,6 +172,8 @@ class DoodlDataModule(pl.LightningDataModule):
         pending = [it for it in self.all_items if it.id not in done]
         repeats = module.batch_repeats
         batches = shard(pending, self.trainer.global_rank, self.trainer.world_size, self.batch_size)
+        self.rank_items = sum(not p for _, pads in batches for p in pads)
+        self.repeats = repeats
         return DataLoader(
             _Steps(batches, repeats),
             batch_size=None,

@@ -11,7 +11,7 @@ import torch
 
 from ..losses.clip_models import ClipSpec
 from .run import RunOutputs
-from .stats import Estimate, mean, proportion
+from .stats import Estimate, bootstrap, mean, proportion
 
 __all__ = [
     "CONDITIONAL_PROPORTIONS",
@@ -41,7 +41,7 @@ PROPORTIONS = {
 #: the guide accepts.
 CONDITIONAL_PROPORTIONS = {"hacking"}
 #: Metric families where less is better (a metric belongs by its prefix, e.g. ``fid_class3``).
-LOWER_IS_BETTER = ("fid", "hacking")
+LOWER_IS_BETTER = ("fid", "hacking", "calls_per_valid")
 
 
 def lower_is_better(metric: str) -> bool:
@@ -196,6 +196,19 @@ class Evaluator:
         ]
         return out
 
+    def calls_per_valid(self, run: RunOutputs, accepted_valid: list[float]) -> Estimate:
+        """UNet calls spent per image the guide accepted and the judge calls valid (what one
+        data-set image costs), with a bootstrap interval over items."""
+        calls = np.array([_number(r.get("unet_calls")) for r in run.rows], dtype=np.float64)
+        valid = np.asarray(accepted_valid[: len(calls)], dtype=np.float64)
+
+        def ratio(idx: np.ndarray) -> float:
+            hits = valid[idx].sum()
+            return float(np.nansum(calls[idx]) / hits) if hits else float("inf")
+
+        lo, hi = bootstrap(ratio, len(calls), self.cfg.reps)
+        return Estimate(ratio(np.arange(len(calls))), lo, hi, len(calls), "bootstrap")
+
     def fid(self, run: RunOutputs) -> dict[str, Estimate]:
         from .fid import fid, load_folder
 
@@ -236,6 +249,8 @@ class Evaluator:
             v = v[np.isfinite(v)]
             shares = PROPORTIONS | CONDITIONAL_PROPORTIONS
             metrics[k] = proportion(v.astype(bool)) if k in shares else mean(v)
+        if "accepted_valid" in per and run.rows:
+            metrics["calls_per_valid"] = self.calls_per_valid(run, per["accepted_valid"])
         if self.fid_features is not None and len(run.rows) >= 2:
             metrics.update(self.fid(run))
         notes = []

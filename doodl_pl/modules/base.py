@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..backbones.stable_diffusion import StableDiffusion
-from ..callbacks import RunMetrics
+from ..callbacks import ItemProgressBar, RunMetrics
 from ..data.datamodule import Batch, DoodlDataModule
 from ..data.images import load_image
 from ..losses.base import ImageLoss, LossContext
@@ -172,7 +172,10 @@ class GenerationModule(pl.LightningModule):
         self._t0 = 0.0
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        return [RunMetrics()]
+        own: list[pl.Callback] = [RunMetrics()]
+        if self.trainer.progress_bar_callback is not None:  # replaces Lightning's step counter
+            own.append(ItemProgressBar())
+        return own
 
     def train(self, mode: bool = True):
         """Lightning switches everything to train mode at fit start; frozen models must stay in

@@ -1,0 +1,32 @@
+"""A quiet console: the third-party chatter a run does not need, silenced in one place."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+__all__ = ["quiet_libraries"]
+
+# Warnings Lightning gives for how doodl_pl uses it on purpose: frozen models stay in eval mode
+# (determinism), and a deprecation inside Lightning itself.
+_BENIGN = (
+    r"Found \d+ module\(s\) in eval mode",
+    r".*isinstance\(treespec, LeafSpec\)",
+    r"The '\w+_dataloader' does not have many workers",
+)
+
+
+def quiet_libraries() -> None:
+    """Keep warnings and errors; drop Lightning's info lines (device summary, advertisements),
+    diffusers' and transformers' loading notices (e.g. "install accelerate") and their loading
+    progress bars, and the benign Lightning warnings above."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for lib in (diffusers_logging, transformers_logging):
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+    for pattern in _BENIGN:
+        warnings.filterwarnings("ignore", message=pattern)
