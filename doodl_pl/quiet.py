@@ -13,6 +13,9 @@ _BENIGN = (
     r"Found \d+ module\(s\) in eval mode",
     r".*isinstance\(treespec, LeafSpec\)",
     r"The '\w+_dataloader' does not have many workers",
+    r"LightningCLI's args parameter is intended to run from within Python",
+    r"Total length of `\w+` across ranks is zero",  # a rerun with every item already done
+    r"`LightningModule.configure_optimizers` returned `None`",  # baselines optimise nothing
 )
 
 

@@ -230,9 +230,10 @@ def main() -> None:
                   "per item", file=sys.stderr)  # fmt: skip
         runs = [done[m] for m in a.methods]
         runs += [
-            run_method(app, m, items, app_dir / name, a, {**app_sets.get(m, {}), **over})
+            run_method(app, m, items, app_dir / name, a, {**app_sets.get(m, {}), **over},
+                       (None, app_sets.get("doodl")))  # N from DOODL's final settings
             for name, m, over in variants
-        ]
+        ]  # fmt: skip
         results, paths = evaluate(evaluator, app_dir, runs, items, f"Shapes-64 {app}")
         grid_png = side_by_side(
             runs, app_dir / "evaluation" / "grid.png", [r.name for r in runs], max_items=8

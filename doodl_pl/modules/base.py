@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import lightning.pytorch as pl
@@ -33,33 +32,10 @@ from ..utils.seeding import (
     item_generator,
     mix_seed,
 )
+from .acceptance import Acceptance
+from .candidates import Candidates
 
-__all__ = ["Candidates", "GenerationModule"]
-
-
-@dataclass
-class Candidates:
-    """The outcome of a best-of-n search over one item's candidate noises.
-
-    Attributes:
-        index: the chosen candidate j (its seed is :meth:`GenerationModule.candidate_seed`).
-        noise: its x_T; image: its decoded image ``(3, H, W)``.
-        scores: every candidate's score, in order (as many as were drawn).
-        score: the chosen one's score (inf when no score was finite).
-        accepted: whether the chosen one meets the module's ``accept`` rule (the search stops
-            at the first that does).
-    """
-
-    index: int
-    noise: Tensor | None
-    image: Tensor | None
-    scores: list[float]
-    score: float
-    accepted: bool = False
-
-    @property
-    def finite(self) -> bool:
-        return math.isfinite(self.score)
+__all__ = ["GenerationModule"]
 
 
 class GenerationModule(pl.LightningModule):
@@ -154,14 +130,7 @@ class GenerationModule(pl.LightningModule):
         self.encode_sample = encode_sample
         self.writer = OutputWriter(output_dir)
         self.retry_failed = retry_failed
-        names = {loss.score_name for loss in self.losses if loss.score_name}
-        self.accept = {k.removeprefix("guide_"): float(v) for k, v in (accept or {}).items()}
-        for k in self.accept:
-            if k != "loss" and k not in names:
-                raise ValueError(
-                    f"`accept` names {k!r}, which no loss scores; use `loss` or one of "
-                    f"{sorted(names)}"
-                )
+        self.accept = Acceptance(accept, self.losses)
         self.run_config: str | None = None
         self.failed_ids: set[str] = set()
         self.run_records: list[dict[str, Any]] = []
@@ -382,22 +351,10 @@ class GenerationModule(pl.LightningModule):
                 out[f"guide_{loss.score_name}"] = float(value[0])
         return out
 
-    @torch.no_grad()
     def accepted(self, images: Tensor, items: list[dict[str, Any]], losses: Tensor) -> Tensor:
-        """Per image, whether :attr:`accept` holds (all False without a rule): ``losses`` are
-        the images' scores (:meth:`evaluate`), guide scores are taken with the items' own
-        :meth:`score_context`."""
-        ok = torch.ones(len(items), dtype=torch.bool)
-        if not self.accept:
-            return ~ok
-        ctx = self.score_context(items)
-        for loss in self.losses:
-            least = self.accept.get(loss.score_name) if loss.score_name else None
-            if least is not None:
-                ok &= loss.guide_score(images.to(self.device), ctx).float().cpu() >= least
-        if "loss" in self.accept:
-            ok &= losses.float().cpu() <= self.accept["loss"]
-        return ok
+        """Per image, whether :attr:`accept` holds (guide scores with the items' own
+        :meth:`score_context`; ``losses`` their scores from :meth:`evaluate`)."""
+        return self.accept(images.to(self.device), self.score_context(items), losses)
 
     # -- outputs ------------------------------------------------------------------------------
     def batch_cost(self, n: int) -> dict[str, float]:
@@ -465,23 +422,13 @@ class GenerationModule(pl.LightningModule):
             self.writer.write_image(item["id"], image, text)
             row.update(self.guide_scores(image, item))
             if self.accept:
-                row["accepted"] = self._meets(row)
+                row["accepted"] = self.accept.meets(row)
         line = json.loads(json.dumps(row, default=jsonable))
         if not failed:
             self.writer.append_metadata(item["id"], metadata_fields(item, line))
         self.writer.append(line)
         self.run_records.append(line)
         return line
-
-    def _meets(self, row: dict[str, Any]) -> bool:
-        """Whether a record's output meets :attr:`accept` (from its guide scores and loss)."""
-        for k, least in self.accept.items():
-            value = row["loss_end"] if k == "loss" else row.get(f"guide_{k}")
-            if value is None or not math.isfinite(value):
-                return False
-            if (value > least) if k == "loss" else (value < least):
-                return False
-        return True
 
     def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
         if batch.step == 0:
