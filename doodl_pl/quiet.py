@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["quiet_libraries"]
+__all__ = ["quiet_libraries", "quiet_loading"]
 
 # Warnings Lightning gives for how doodl_pl uses it on purpose: frozen models stay in eval mode
 # (determinism), and a deprecation inside Lightning itself.
@@ -33,3 +35,24 @@ def quiet_libraries() -> None:
         lib.disable_progress_bar()
     for pattern in _BENIGN:
         warnings.filterwarnings("ignore", message=pattern)
+
+
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """While loading models: diffusers' and transformers' notices (e.g. "install accelerate")
+    and weight-loading bars off, their previous settings restored after."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    libs = (diffusers_logging, transformers_logging)
+    before = [(lib.get_verbosity(), lib.is_progress_bar_enabled()) for lib in libs]
+    for lib in libs:
+        lib.set_verbosity_error()
+        lib.disable_progress_bar()
+    try:
+        yield
+    finally:
+        for lib, (level, bar) in zip(libs, before, strict=True):
+            lib.set_verbosity(level)
+            if bar:
+                lib.enable_progress_bar()

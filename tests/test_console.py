@@ -31,7 +31,7 @@ def test_doodl_pl_console_exits_zero(tiny_assets, tmp_path):
     assert (tmp_path / "run" / "manifest.jsonl").is_file()
     # A quiet console: no third-party notices, one summary line at the end.
     err = proc.stderr
-    for noise in ("accelerate", "Tip:", "GPU available", "Loading weights", "eval mode"):
+    for noise in ("accelerate", "Tip:", "GPU available", "Loading weights", "eval mode", "Epoch 0"):
         assert noise not in err, (noise, err[-2000:])
     assert "items: 100%" in err and "2/2" in err  # the bar counts items, not steps
     last = err.strip().splitlines()[-1]

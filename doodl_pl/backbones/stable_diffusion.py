@@ -11,6 +11,7 @@ from ..hub import load_or_explain, resolve
 from ..models.adapters import LatentUNetEps
 from ..models.condition import TextCondition
 from ..models.protocol import freeze
+from ..quiet import quiet_loading
 
 __all__ = ["StableDiffusion"]
 
@@ -73,7 +74,8 @@ class StableDiffusion(nn.Module):
             sched_cfg = DDIMScheduler.load_config(path, subfolder="scheduler", **kw)
             return vae, texts, unet, sched_cfg
 
-        vae, texts, unet, sched_cfg = load_or_explain(key, pretrained, load)
+        with quiet_loading():
+            vae, texts, unet, sched_cfg = load_or_explain(key, pretrained, load)
         for name, module in texts.items():
             setattr(self, name, freeze(module) if isinstance(module, nn.Module) else module)
         overrides = dict(EDICT_SCHEDULER, **(scheduler_overrides or {}))

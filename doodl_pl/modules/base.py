@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from torch import Tensor
 
 from ..backbones.stable_diffusion import StableDiffusion
@@ -142,7 +143,9 @@ class GenerationModule(pl.LightningModule):
 
     def configure_callbacks(self) -> list[pl.Callback]:
         own: list[pl.Callback] = [RunMetrics()]
-        if self.trainer.progress_bar_callback is not None:  # replaces Lightning's step counter
+        bar = self.trainer.progress_bar_callback
+        if type(bar) in (TQDMProgressBar, RichProgressBar):  # Lightning's default counts steps
+            self.trainer.callbacks.remove(bar)
             own.append(ItemProgressBar())
         return own
 
