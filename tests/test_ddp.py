@@ -65,6 +65,7 @@ def test_ddp_two_processes_equal_one(tiny_assets, tmp_path):
     assert sorted(json.loads(m)["file_name"] for m in meta) == sorted(f"images/{k}.png" for k in r2)
 
 
+@pytest.mark.slow  # 35–45 s; run with: .venv/bin/python -m pytest -m slow tests/test_ddp.py
 def test_two_nodes_under_torchrun_equal_one_process(tiny_assets, tmp_path):
     """Two nodes of one process each, launched as a cluster would (``torchrun --nnodes 2``, one
     launcher per node, rendezvous on this machine): the same items and results as one process,
