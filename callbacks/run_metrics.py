@@ -10,7 +10,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 from torchmetrics import MeanMetric, SumMetric
 
-from doodl_pl.outputs import atomic_write
+from doodl_pl.outputs import atomic_write, number
 
 __all__ = ["RunMetrics"]
 
@@ -49,7 +49,7 @@ class RunMetrics(pl.Callback):
         nan = float("nan")
         for r in pl_module.run_records:
             ok = r.get("status") == "ok"
-            start, end = _number(r.get("loss_start")), _number(r.get("loss_end"))
+            start, end = number(r.get("loss_start")), number(r.get("loss_end"))
             metrics["items"].update(1.0)
             metrics["failed"].update(0.0 if ok else 1.0)
             if ok:
@@ -58,12 +58,12 @@ class RunMetrics(pl.Callback):
                 metrics["improved"].update(
                     nan if math.isnan(start) or math.isnan(end) else float(end < start)
                 )
-            metrics["seconds_per_item"].update(_number(r.get("wall_s")))
+            metrics["seconds_per_item"].update(number(r.get("wall_s")))
             metrics["accepted"].update(float(ok and bool(r.get("accepted"))))
-            calls = _number(r.get("unet_calls"))
+            calls = number(r.get("unet_calls"))
             metrics["unet_calls"].update(0.0 if math.isnan(calls) else calls)
             for g in guides:
-                metrics[g].update(_number(r.get(g)))
+                metrics[g].update(number(r.get(g)))
         # A mean that saw no value (every item failed) is nan, not a problem worth a warning.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -82,10 +82,3 @@ class RunMetrics(pl.Callback):
             logger.save()
         text = json.dumps(self.values, indent=1, default=float) + "\n"
         atomic_write(Path(pl_module.writer.root) / "run_metrics.json", text.encode("utf-8"))
-
-
-def _number(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")

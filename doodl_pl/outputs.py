@@ -18,6 +18,7 @@ __all__ = [
     "atomic_write",
     "jsonable",
     "metadata_fields",
+    "number",
     "settings_changes",
 ]
 
@@ -251,3 +252,11 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, Tensor):
         return value.tolist()
     return float(value)
+
+
+def number(value: Any) -> float:
+    """A manifest field as a float; NaN when it is missing or not a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")

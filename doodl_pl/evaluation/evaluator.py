@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..losses.clip_models import ClipSpec
+from ..outputs import number
 from .run import RunOutputs
 from .stats import Estimate, bootstrap, mean, proportion
 
@@ -175,7 +176,7 @@ class Evaluator:
                 f"`--accept` names {missing[0]!r}, which no manifest line of {run.root} has; "
                 f"its guide scores are {sorted({k for r in run.rows for k in r if k.startswith('guide_')})}"
             )
-        accepted = [float(all(_number(r.get(k)) >= v for k, v in rule.items())) for r in run.rows]
+        accepted = [float(all(number(r.get(k)) >= v for k, v in rule.items())) for r in run.rows]
         out = {"accepted": accepted}
         judge = self.cfg.judge
         if judge is None:
@@ -199,7 +200,7 @@ class Evaluator:
     def calls_per_valid(self, run: RunOutputs, accepted_valid: list[float]) -> Estimate:
         """UNet calls spent per image the guide accepted and the judge calls valid (what one
         data-set image costs), with a bootstrap interval over items."""
-        calls = np.array([_number(r.get("unet_calls")) for r in run.rows], dtype=np.float64)
+        calls = np.array([number(r.get("unet_calls")) for r in run.rows], dtype=np.float64)
         valid = np.asarray(accepted_valid[: len(calls)], dtype=np.float64)
 
         def ratio(idx: np.ndarray) -> float:
@@ -274,10 +275,3 @@ class Evaluator:
             "per_item": {"id": [r["id"] for r in run.rows] + list(run.failed), **per},
             "notes": notes,
         }
-
-
-def _number(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")

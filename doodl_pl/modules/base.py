@@ -258,7 +258,9 @@ class GenerationModule(pl.LightningModule):
             js = list(range(j0, min(n, j0 + batch)))
             noise, images, scores = self.sample_candidates(item, js)
             best.scores.extend(float(v) for v in scores)
-            hits = torch.nonzero(self.accepted(images, [item] * len(js), scores)).flatten()
+            hits = []
+            if self.accept:  # without a rule there is nothing to score here
+                hits = torch.nonzero(self.accepted(images, [item] * len(js), scores)).flatten()
             if len(hits):
                 k = int(hits[0])
                 best.index, best.noise, best.image = js[k], noise[k], images[k]
