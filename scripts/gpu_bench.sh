@@ -2,12 +2,15 @@
 # One lent-GPU check (about 4 minutes on an H200): SD-1.5-architecture UNet with random weights
 # (no download), 512x512 images (64x64 latents), CFG 7.5, fp16 then bf16; seconds per DOODL
 # optimisation step (reversible and checkpoint engines) for EDICT and BDIA, generation time, and
-# peak memory at T = 10 and T = 50. Writes $OUT/gpu_bench.json (and the printed table).
+# peak memory at T = 10 and T = 50. Writes $OUT/gpu_bench.json (and the printed table). Then one
+# real DOODL step per backbone at its real size (SD 1.5 512², SD 2.1 768², SDXL 1024²; float16,
+# CLIP ViT-L/14 with 16 cuts, random weights) with each memory lever: seconds per step and the
+# allocator's peak next to the sizing estimate, in $OUT/size_step.json.
 #   device run:  bash scripts/gpu_bench.sh            (OUT is set by the device tool)
 #   CPU dry run: OUT=/tmp/gb DEVICE=cpu SMALL=1 bash scripts/gpu_bench.sh
-# It needs torch and diffusers only. The lent H200's image has torch but not diffusers: before the
-# run, `pip download diffusers --no-deps -d .whl` here and name `.whl` in the device run's carry;
-# the script installs what it finds there.
+# The lent H200's image has torch only: before the run, `pip download diffusers transformers
+# open_clip_torch timm lightning torchmetrics --no-deps -d .whl` here and name `.whl` in the device
+# run's carry; the script installs what it finds there.
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu_bench}
 PY=${PY:-python3}
@@ -27,3 +30,9 @@ timeout "${LIMIT:-420}" $PY scripts/bench_engines.py "${model[@]}" --device "${D
   --dtype "${dtypes[@]}" --samplers edict bdia --engines reversible checkpoint \
   --steps 10 50 --repeat "${REPEAT:-2}" --out "$OUT/gpu_bench.json" 2>&1 | tee "$OUT/gpu_bench.txt"
 echo "exit ${PIPESTATUS[0]}"
+if [ -z "${SMALL:-}" ]; then
+  timeout "${SIZE_LIMIT:-300}" $PY scripts/size_step.py --device "${DEVICE:-cuda}" \
+    --engines reversible --levers none vae-ckpt all --steps 10 \
+    --json "$OUT/size_step.json" 2>&1 | tee "$OUT/size_step.txt"
+  echo "exit ${PIPESTATUS[0]}"
+fi

@@ -12,6 +12,7 @@ from ..models.adapters import LatentUNetEps
 from ..models.condition import TextCondition
 from ..models.protocol import freeze
 from ..quiet import quiet_loading
+from .levers import ATTENTIONS, Attention, set_attention, set_checkpointing
 
 __all__ = ["StableDiffusion"]
 
@@ -39,6 +40,14 @@ class StableDiffusion(nn.Module):
         local_files_only: never try the network.
         compile_unet: run the UNet through ``torch.compile`` (faster steps after a first,
             slow call; measured in ``docs/benchmarks.md``).
+        attention: ``sdpa`` (fused attention, diffusers' default) or ``math`` (stores each
+            softmax for backward; the reference to measure the lever against).
+        unet_checkpointing: recompute the UNet's block activations in each ε VJP instead of
+            storing them (same gradient, about one more UNet forward per VJP).
+        vae_checkpointing: likewise for the VAE decoder's blocks (the full-resolution
+            activations dominate a DOODL step at 768² and 1024²).
+        offload_text_encoders: keep the text encoders on the CPU in float32 (they run once per
+            batch, for the conditioning); their weights then take no GPU memory.
     """
 
     def __init__(
@@ -50,8 +59,14 @@ class StableDiffusion(nn.Module):
         revision: str | None = None,
         local_files_only: bool = False,
         compile_unet: bool = False,
+        attention: Attention = "sdpa",
+        unet_checkpointing: bool = False,
+        vae_checkpointing: bool = False,
+        offload_text_encoders: bool = False,
     ) -> None:
         super().__init__()
+        if attention not in ATTENTIONS:
+            raise ValueError(f"`attention` must be one of {ATTENTIONS}, got {attention!r}")
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
         path = resolve(pretrained)
@@ -77,11 +92,20 @@ class StableDiffusion(nn.Module):
         with quiet_loading():
             vae, texts, unet, sched_cfg = load_or_explain(key, pretrained, load)
         for name, module in texts.items():
-            setattr(self, name, freeze(module) if isinstance(module, nn.Module) else module)
+            if not isinstance(module, nn.Module):
+                setattr(self, name, module)
+            elif offload_text_encoders:  # outside the module tree: `.to(device)` leaves it
+                object.__setattr__(self, name, freeze(module).float())
+            else:
+                setattr(self, name, freeze(module))
         overrides = dict(EDICT_SCHEDULER, **(scheduler_overrides or {}))
         self.scheduler = DDIMScheduler.from_config(sched_cfg, **overrides)
         self.vae = freeze(vae)
         self.unet = freeze(unet)
+        for model in (self.unet, self.vae):
+            set_attention(model, attention)
+        set_checkpointing(self.unet, unet_checkpointing)
+        set_checkpointing(self.vae, vae_checkpointing)
         try:
             self.eps_model = LatentUNetEps(
                 self.unet,
@@ -96,6 +120,7 @@ class StableDiffusion(nn.Module):
             ) from None
         self.pretrained = pretrained
         self.compile_unet = compile_unet
+        self.offload_text_encoders = offload_text_encoders
 
     def _vae_dtype(self, path, vae_dtype: str | None, dtype: str, kw: dict) -> torch.dtype:
         return getattr(torch, vae_dtype or dtype)
@@ -133,8 +158,8 @@ class StableDiffusion(nn.Module):
             max_length=self.tokenizer.model_max_length,
             truncation=True,
             return_tensors="pt",
-        ).input_ids.to(self.unet.device)
-        return self.text_encoder(ids)[0]
+        ).input_ids.to(self.text_encoder.device)
+        return self.text_encoder(ids)[0].to(self.unet.device, self.unet.dtype)
 
     def condition(
         self, prompts: list[str], negative: list[str] | None, guidance_scale: float

@@ -27,7 +27,8 @@ class StableDiffusionXL(StableDiffusion):
 
     Args:
         pretrained, dtype, vae_dtype, scheduler_overrides, revision, local_files_only,
-            compile_unet: see :class:`StableDiffusion`.
+            compile_unet, attention, unet_checkpointing, vae_checkpointing,
+            offload_text_encoders: see :class:`StableDiffusion`.
     """
 
     def _vae_dtype(self, path, vae_dtype: str | None, dtype: str, kw: dict) -> torch.dtype:
@@ -69,11 +70,12 @@ class StableDiffusionXL(StableDiffusion):
                 max_length=tok.model_max_length,
                 truncation=True,
                 return_tensors="pt",
-            ).input_ids.to(self.unet.device)
+            ).input_ids.to(enc.device)
             out = enc(ids, output_hidden_states=True)
             states.append(out.hidden_states[-2])
             pooled = out[0]  # the second encoder's projected text embedding
-        return torch.cat(states, dim=-1).to(self.unet.dtype), pooled.to(self.unet.dtype)
+        at = dict(device=self.unet.device, dtype=self.unet.dtype)
+        return torch.cat(states, dim=-1).to(**at), pooled.to(**at)
 
     def encode_prompts(self, prompts: list[str]) -> Tensor:
         return self.encode_prompts_xl(prompts)[0]

@@ -11,6 +11,7 @@ from torch import Tensor
 from ..hub import load_or_explain, resolve
 from ..models.protocol import freeze
 from .base import ImageLoss, LossContext
+from .clip_models import GUIDE_DTYPES
 from .crops import resize_to
 
 __all__ = ["ClassifierLoss"]
@@ -28,6 +29,10 @@ class ClassifierLoss(ImageLoss):
         pretrained: use timm's pretrained weights (hub) instead of / before ``checkpoint_path``.
         input_size: override the input side from timm's data config.
         weight: weight when several losses are summed.
+        dtype: the network's dtype (``float16``/``bfloat16`` halve its weights and VJP; logits
+            and the loss stay float32).
+        checkpointing: recompute the network's stages in the backward pass (timm's
+            ``set_grad_checkpointing``; same gradient).
     """
 
     def __init__(
@@ -40,11 +45,15 @@ class ClassifierLoss(ImageLoss):
         pretrained: bool = False,
         input_size: int | None = None,
         weight: float = 1.0,
+        dtype: str = "float32",
+        checkpointing: bool = False,
     ) -> None:
         super().__init__(weight)
         import timm
         from timm.data import resolve_data_config
 
+        if dtype not in GUIDE_DTYPES:
+            raise ValueError(f"`dtype` must be one of {GUIDE_DTYPES}, got {dtype!r}")
         if loss not in ("ce", "bce"):
             raise ValueError(f"`loss` must be 'ce' or 'bce', got {loss!r}")
         path = resolve(checkpoint_path) if checkpoint_path else ""
@@ -55,6 +64,9 @@ class ClassifierLoss(ImageLoss):
             )
 
         self.model = freeze(load_or_explain("checkpoint_path", checkpoint_path or model_name, load))
+        self.model.to(getattr(torch, dtype))
+        if checkpointing:
+            self.model.set_grad_checkpointing(True)
         cfg = resolve_data_config({}, model=self.model)
         self.input_size = int(input_size or cfg["input_size"][-1])
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
@@ -63,7 +75,8 @@ class ClassifierLoss(ImageLoss):
 
     def logits(self, images: Tensor) -> Tensor:
         x = resize_to(images, self.input_size)
-        return self.model((x - self.mean) / self.std).float()
+        dtype = next(self.model.parameters()).dtype
+        return self.model(((x - self.mean) / self.std).to(dtype)).float()
 
     score_name = "class_prob"
 

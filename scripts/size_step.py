@@ -1,0 +1,65 @@
+"""Memory and FLOPs of one DOODL step at SD 1.5 / SD 2.1 / SDXL's real size, with each lever.
+
+    .venv/bin/python scripts/size_step.py                  # the table in docs/benchmarks.md
+    .venv/bin/python scripts/size_step.py --device cuda    # also run each row on a GPU: seconds
+                                                           # per step and the allocator's peak
+
+Measured on the ``meta`` device (shapes only; seconds on any machine): see ``doodl_pl.sizing``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from doodl_pl.sizing import Setting, format_table, measure_step
+
+ALL = dict(unet_checkpointing=True, vae_checkpointing=True, guide_dtype="float16",
+           offload_text_encoders=True)  # fmt: skip
+LEVERS = {
+    "none": {},
+    "math-attention": {"attention": "math"},
+    "unet-ckpt": {"unet_checkpointing": True},
+    "vae-ckpt": {"vae_checkpointing": True},
+    "guide-fp16": {"guide_dtype": "float16"},
+    "offload-text": {"offload_text_encoders": True},
+    "all": ALL,
+}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--backbones", nargs="+", default=["sd15", "sd21", "sdxl"])
+    p.add_argument("--engines", nargs="+", default=["reversible", "checkpoint", "autograd"])
+    p.add_argument("--levers", nargs="+", default=list(LEVERS), choices=list(LEVERS))
+    p.add_argument("--dtype", default="float16")
+    p.add_argument("--steps", type=int, default=50, help="T (memory depends on it off reversible)")
+    p.add_argument("--classifier", action="store_true", help="add the timm ResNet-50 guide")
+    p.add_argument("--device", default=None, help="also run each row there (e.g. cuda)")
+    p.add_argument("--json", default=None, help="write the rows here")
+    a = p.parse_args()
+    rows = []
+    for backbone in a.backbones:
+        for engine in a.engines:
+            for name in a.levers if engine == "reversible" else ["none"]:
+                s = Setting(backbone, a.dtype, engine, steps=a.steps, classifier=a.classifier,
+                            **LEVERS[name])  # fmt: skip
+                row = measure_step(s)
+                if a.device and engine == "reversible":
+                    from doodl_pl.real_step import time_step
+
+                    try:
+                        row.update(time_step(s, a.device))
+                    except Exception as err:  # e.g. out of memory: record it, go on
+                        row["measured_error"] = f"{type(err).__name__}: {err}"[:300]
+                rows.append(row)
+                print(format_table([row]).splitlines()[-1], flush=True)
+    print()
+    print(format_table(rows))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
