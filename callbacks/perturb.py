@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import lightning.pytorch as pl
 import torch
 
 from doodl_pl.utils.seeding import STREAM_PERTURB, item_generator
+
+if TYPE_CHECKING:
+    from doodl_pl.modules.base import GenerationModule
 
 __all__ = ["PerturbLatents"]
 
@@ -20,8 +25,10 @@ class PerturbLatents(pl.Callback):
         self.std = float(std)
 
     @torch.no_grad()
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        bank = getattr(pl_module, "latents", None)
+    def on_train_batch_end(
+        self, trainer, pl_module: GenerationModule, outputs, batch, batch_idx
+    ) -> None:
+        bank = pl_module.latent_bank
         if not self.std or bank is None or bank.n == 0:
             return
         x, y = bank.live()

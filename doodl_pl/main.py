@@ -114,11 +114,12 @@ def main(args: list[str] | None = None) -> DoodlCLI | list[dict]:
     quiet_libraries()
     if argv[:1] == ["evaluate"]:
         from .evaluation import main as evaluate
+        from .shapes64.evaluation import PRESET
 
         if args is not None:
-            return evaluate(argv[1:])
+            return evaluate(argv[1:], [PRESET])
         try:
-            return evaluate(argv[1:])
+            return evaluate(argv[1:], [PRESET])
         except USER_ERRORS as err:  # already phrased for the user (paths, option names)
             print(f"doodl-pl: error: {' '.join(str(err).split())}", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT)

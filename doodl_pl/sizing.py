@@ -146,7 +146,9 @@ def _parts(s: Setting) -> dict[str, Any]:
     with torch.device("meta"), quiet_loading():
         unet = spec.build_unet().to(dtype)
         vae = spec.build_vae().to(vae_dtype)
-        texts = [t.to(torch.float32 if s.offload_text_encoders else dtype) for t in spec.build_text()]
+        texts = [
+            t.to(torch.float32 if s.offload_text_encoders else dtype) for t in spec.build_text()
+        ]
     with quiet_loading():
         guides = build_guides(clip=s.n_cuts > 0, classifier=s.classifier, device="meta")
     for g in guides.values():

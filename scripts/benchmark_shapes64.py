@@ -23,7 +23,6 @@ from pathlib import Path
 import yaml
 
 from doodl_pl.evaluation import (
-    EvalConfig,
     Evaluator,
     load_run,
     markdown,
@@ -43,6 +42,7 @@ from doodl_pl.shapes64.benchmark import (
     mean_unet_calls,
     method_config,
 )
+from doodl_pl.shapes64.evaluation import eval_config as shapes64_eval_config
 from doodl_pl.shapes64.tuning import HEADLINE, grid_points, parse_grid, pick_best, tuning_score
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,7 +204,7 @@ def main() -> None:
     summary = [
         f"# Shapes-64 benchmark\n\n`{command}` ({a.n} items per application, {a.split} split)\n"
     ]
-    evaluator = Evaluator(EvalConfig.shapes64_preset(reps=a.reps))
+    evaluator = Evaluator(shapes64_eval_config(reps=a.reps))
     for app in a.apps:
         app_sets = {k: dict(v) for k, v in sets.items()}
         evaluator.cfg.accept, evaluator.cfg.judge = GUIDE_ACCEPTS.get(app, (None, None))

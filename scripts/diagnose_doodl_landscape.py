@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from doodl_pl.backbones import StableDiffusion
-from doodl_pl.evaluation.landscape import DIRECTIONS, line_probe
+from doodl_pl.diagnostics.landscape import DIRECTIONS, line_probe
 from doodl_pl.losses import CLIPTextLoss
 from doodl_pl.modules import DoodlModule
 from doodl_pl.shapes64.assets import CLIP, SD

@@ -32,7 +32,7 @@ timeout "${LIMIT:-420}" $PY scripts/bench_engines.py "${model[@]}" --device "${D
 echo "exit ${PIPESTATUS[0]}"
 if [ -z "${SMALL:-}" ]; then
   timeout "${SIZE_LIMIT:-300}" $PY scripts/size_step.py --device "${DEVICE:-cuda}" \
-    --engines reversible --levers none vae-ckpt all --steps 10 \
+    --engines reversible --levers none vae-ckpt all all+bdia --steps 10 \
     --json "$OUT/size_step.json" 2>&1 | tee "$OUT/size_step.txt"
   echo "exit ${PIPESTATUS[0]}"
 fi

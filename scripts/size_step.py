@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 from doodl_pl.sizing import Setting, format_table, measure_step
 
-ALL = dict(unet_checkpointing=True, vae_checkpointing=True, guide_dtype="float16",
-           offload_text_encoders=True)  # fmt: skip
+ALL = dict(unet_checkpointing=True, vae_checkpointing=True, guide_checkpointing=True,
+           guide_dtype="float16", offload_text_encoders=True)  # fmt: skip
 LEVERS = {
     "none": {},
     "math-attention": {"attention": "math"},
     "unet-ckpt": {"unet_checkpointing": True},
     "vae-ckpt": {"vae_checkpointing": True},
+    "guide-ckpt": {"guide_checkpointing": True},
     "guide-fp16": {"guide_dtype": "float16"},
     "offload-text": {"offload_text_encoders": True},
     "all": ALL,
+    "all+bdia": dict(ALL, sampler="bdia"),  # one final latent to decode and score, not two
 }
 
 
@@ -42,8 +45,8 @@ def main() -> None:
     for backbone in a.backbones:
         for engine in a.engines:
             for name in a.levers if engine == "reversible" else ["none"]:
-                s = Setting(backbone, a.dtype, engine, steps=a.steps, classifier=a.classifier,
-                            **LEVERS[name])  # fmt: skip
+                s = Setting(backbone, a.dtype, engine, steps=a.steps, classifier=a.classifier)
+                s = replace(s, **LEVERS[name])
                 row = measure_step(s)
                 if a.device and engine == "reversible":
                     from doodl_pl.real_step import time_step

@@ -22,6 +22,7 @@ from doodl_pl.main import main
 from doodl_pl.shapes64 import SHAPES, aesthetic_score, render, sample_scene
 from doodl_pl.shapes64.assets import available
 from doodl_pl.shapes64.benchmark import build_items, method_config
+from doodl_pl.shapes64.checks import Shapes64Checks
 
 GUIDE = {
     "model_name": "resnet10t",
@@ -131,7 +132,7 @@ def test_checks_pass_on_exact_renders_and_fail_on_wrong_truth(tmp_path):
     ]
     right = [render(scene_of(it, "text")) for it in items]
     wrong = right[1:] + right[:1]  # every image shows another item's scene
-    ev = Evaluator(EvalConfig(classifier=GUIDE, shapes64=True))
+    ev = Evaluator(EvalConfig(classifier=GUIDE, truth_checks=Shapes64Checks))
     good = ev.evaluate(load_run(fake_run(tmp_path / "good", items, right)))["metrics"]
     bad = ev.evaluate(load_run(fake_run(tmp_path / "bad", items, wrong)))["metrics"]
     for key in ("found", "color", "relation"):
@@ -145,9 +146,9 @@ def test_checks_pass_on_exact_renders_and_fail_on_wrong_truth(tmp_path):
 def test_each_check_fails_alone_on_the_one_thing_that_is_wrong():
     """One exact two-object render; each wrong truth flips its own check (and full match) and
     leaves the others passing."""
-    from doodl_pl.evaluation.shapes64 import Shapes64Checks
     from doodl_pl.evaluation.validity import Validity
     from doodl_pl.shapes64 import Obj, Scene
+    from doodl_pl.shapes64.checks import Shapes64Checks
 
     a = Obj("square", "red", "blue", 9.0, 16.0, 32.0)
     b = Obj("star", "green", None, 9.0, 46.0, 32.0)
@@ -191,8 +192,8 @@ def test_each_check_fails_alone_on_the_one_thing_that_is_wrong():
 
 @needs_assets
 def test_measured_aesthetic_tracks_the_formula(tmp_path):
-    from doodl_pl.evaluation.shapes64 import Shapes64Checks
     from doodl_pl.evaluation.validity import Validity
+    from doodl_pl.shapes64.checks import Shapes64Checks
 
     checks = Shapes64Checks(Validity(**GUIDE))
     errs = []
@@ -220,7 +221,7 @@ def test_edit_checks(tmp_path):
         better.append(render(Scene(bg, [big])))
         other = next(c for c in ("red", "blue") if c != o["color"])
         recolored.append(render(Scene(bg, [replace(big, color=other, outline=None)])))
-    ev = Evaluator(EvalConfig(classifier=GUIDE, shapes64=True))
+    ev = Evaluator(EvalConfig(classifier=GUIDE, truth_checks=Shapes64Checks))
     good = ev.evaluate(load_run(fake_run(tmp_path / "good", items, better)))["metrics"]
     bad = ev.evaluate(load_run(fake_run(tmp_path / "bad", items, recolored)))["metrics"]
     assert good["improved"]["value"] == 1.0 and good["content_kept"]["value"] >= 5 / 6

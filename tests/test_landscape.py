@@ -4,7 +4,7 @@ import pytest
 import torch
 from helpers import backbone, items
 
-from doodl_pl.evaluation.landscape import line_probe
+from doodl_pl.diagnostics.landscape import line_probe
 from doodl_pl.losses import ColorLoss
 from doodl_pl.modules import DoodlModule
 from doodl_pl.utils.seeding import STREAM_PROBE, item_generator

@@ -60,7 +60,7 @@ def test_post_update_callbacks():
     bank.load(x, x + 1, torch.tensor([True, False]), torch.tensor([True, False]), [5, 6])
 
     class M:
-        latents = bank
+        latent_bank = bank
 
     PerturbLatents(0.5).on_train_batch_end(None, M, None, None, 0)
     lx, ly = bank.live()

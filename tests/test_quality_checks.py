@@ -118,10 +118,10 @@ class _Vae:
 def test_vae_content_kept_is_all_for_a_lossless_vae_and_none_for_a_blank_one(tmp_path):
     import json
 
-    from doodl_pl.evaluation.shapes64 import Shapes64Checks
     from doodl_pl.evaluation.validity import Validity
     from doodl_pl.shapes64.assets import EVAL_CLASSIFIER
     from doodl_pl.shapes64.benchmark import build_items
+    from doodl_pl.shapes64.checks import Shapes64Checks
     from doodl_pl.shapes64.quality import vae_content_kept
 
     path = build_items("aesthetic", 6, "tune", tmp_path)

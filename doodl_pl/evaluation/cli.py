@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..losses.clip_models import ClipSpec
-from .evaluator import EvalConfig, Evaluator
+from .evaluator import EvalConfig, EvalPreset, Evaluator
 from .results import markdown, side_by_side, write_results
 from .run import RunOutputs, load_run
 
@@ -20,7 +20,7 @@ def _clip_arg(values: list[str] | None) -> ClipSpec | None:
     return ClipSpec(values[0], values[1] if len(values) > 1 else None) if values else None
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(presets: Sequence[str] = ()) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="doodl-pl evaluate",
         description="Score `doodl-pl fit` output folders (manifest.jsonl + images/) and compare them.",
@@ -30,9 +30,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--items", help="items file to join (default: the one in each run's config.yaml)"
     )
-    p.add_argument("--preset", choices=["auto", "shapes64", "none"], default="auto",
-                   help="shapes64: the shipped evaluation models and ground-truth checks; auto: "
-                   "shapes64 when the runs used the shipped Shapes-64 backbone")  # fmt: skip
+    p.add_argument("--preset", choices=["auto", *presets, "none"], default="auto",
+                   help="a world's judging models and ground-truth checks (shapes64: the shipped "
+                   "ones); auto: the preset whose world the runs used, if any")  # fmt: skip
     p.add_argument("--clip", nargs="+", metavar=("NAME", "PRETRAINED"), help="judging CLIP")
     p.add_argument("--classifier", nargs=2, metavar=("TIMM_NAME", "CHECKPOINT"),
                    help="held-out classifier for validity")  # fmt: skip
@@ -71,7 +71,9 @@ def parse_accept(values: list[str] | None) -> dict[str, float] | None:
     return out
 
 
-def config_from_args(a: argparse.Namespace, runs: list[RunOutputs]) -> EvalConfig:
+def config_from_args(
+    a: argparse.Namespace, runs: list[RunOutputs], presets: Sequence[EvalPreset] = ()
+) -> EvalConfig:
     classifier = None
     if a.classifier:
         if a.num_classes is None:
@@ -92,15 +94,12 @@ def config_from_args(a: argparse.Namespace, runs: list[RunOutputs]) -> EvalConfi
         accept=parse_accept(a.accept),
         judge=a.judge,
     )
+    by_name = {p.name: p for p in presets}
     preset = a.preset
     if preset == "auto":
-        preset = (
-            "shapes64"
-            if runs and all("shapes64/" in json.dumps(r.config) for r in runs)
-            else "none"
-        )
-    if preset == "shapes64":
-        return EvalConfig.shapes64_preset(**explicit)
+        preset = next((p.name for p in presets if p.applies(runs)), "none")
+    if preset in by_name:
+        return by_name[preset].config(**explicit)
     cfg = EvalConfig(**{k: v for k, v in explicit.items() if v is not None})
     cfg.aesthetic_clip = cfg.clip
     if not any((cfg.clip, cfg.classifier, cfg.aesthetic_head)):
@@ -110,14 +109,16 @@ def config_from_args(a: argparse.Namespace, runs: list[RunOutputs]) -> EvalConfi
     return cfg
 
 
-def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
-    """Evaluate runs; print the table and where the files are. Returns the results."""
-    a = parser().parse_args(argv)
+def main(argv: list[str] | None = None, presets: Sequence[EvalPreset] = ()) -> list[dict[str, Any]]:
+    """Evaluate runs; print the table and where the files are. Returns the results.
+    ``presets``: the worlds' evaluation setups ``--preset`` can name (the entry point passes
+    Shapes-64's)."""
+    a = parser([p.name for p in presets]).parse_args(argv)
     names = a.names or []
     if names and len(names) != len(a.runs):
         raise ValueError(f"`--names` gives {len(names)} labels for {len(a.runs)} runs")
     runs = [load_run(r, a.items, names[i] if names else None) for i, r in enumerate(a.runs)]
-    cfg = config_from_args(a, runs)
+    cfg = config_from_args(a, runs, presets)
     evaluator = Evaluator(cfg)
     results = [evaluator.evaluate(r) for r in runs]
     out = Path(a.out) if a.out else Path(a.runs[0]) / "evaluation"

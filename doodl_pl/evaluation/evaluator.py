@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from .run import RunOutputs
 from .stats import Estimate, bootstrap, mean, proportion
 
 __all__ = [
+    "EvalPreset",
     "CONDITIONAL_PROPORTIONS",
     "LOWER_IS_BETTER",
     "PROPORTIONS",
@@ -63,7 +65,9 @@ class EvalConfig:
             per-class FID for items with that ``class_index``.
         fid_features: ``"classifier"`` (pre-logit features) or ``"clip"`` (image embedding).
         aesthetic_head: aesthetic head file, scored on ``aesthetic_clip`` embeddings.
-        shapes64: run the Shapes-64 ground-truth checks on items with a ``truth`` field.
+        truth_checks: a class built with the evaluation classifier (a ``Validity``) whose
+            ``evaluate(run)`` checks items against their ``truth`` field (a world's ground truth,
+            e.g. :class:`doodl_pl.shapes64.checks.Shapes64Checks`); ``None``: no such checks.
         accept: the guide's acceptance rule, ``{guide score: least value}`` over the readable
             scores each manifest line carries (e.g. ``{"guide_class_prob": 0.9}``); an image
             is accepted when every one is met.
@@ -78,24 +82,25 @@ class EvalConfig:
     fid_features: str = "classifier"
     aesthetic_head: str | None = None
     aesthetic_clip: ClipSpec | None = None
-    shapes64: bool = False
+    truth_checks: Callable[[Any], Any] | None = None
     reps: int = 200
     accept: dict[str, float] | None = None
     judge: str | None = None
 
-    @classmethod
-    def shapes64_preset(cls, **overrides: Any) -> EvalConfig:
-        from ..shapes64.assets import CLIP, EVAL_CLASSIFIER, HEAD
 
-        base = dict(
-            clip=CLIP,
-            classifier={**EVAL_CLASSIFIER, "num_classes": 9, "input_size": 64},
-            aesthetic_head=HEAD,
-            aesthetic_clip=CLIP,
-            shapes64=True,
-        )
-        base.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**base)
+@dataclass(frozen=True)
+class EvalPreset:
+    """A named evaluation setup a world ships (its judging models and ground-truth checks).
+
+    Attributes:
+        name: what ``--preset`` calls it.
+        config: keyword overrides (non-None ones win) → the :class:`EvalConfig`.
+        applies: whether ``--preset auto`` picks it for these runs.
+    """
+
+    name: str
+    config: Callable[..., EvalConfig]
+    applies: Callable[[Sequence[RunOutputs]], bool]
 
 
 class Evaluator:
@@ -122,14 +127,12 @@ class Evaluator:
             self.aesthetic = AestheticLoss(
                 cfg.aesthetic_clip or cfg.clip, cfg.aesthetic_head
             ).eval()
-        if cfg.shapes64:
+        if cfg.truth_checks is not None:
             if self.validity is None:
                 raise ValueError(
-                    "the Shapes-64 checks need `--classifier` (the evaluation classifier)"
+                    "the ground-truth checks need `--classifier` (the evaluation classifier)"
                 )
-            from .shapes64 import Shapes64Checks
-
-            self.checks = Shapes64Checks(self.validity)
+            self.checks = cfg.truth_checks(self.validity)
         self.set_fid_reference(cfg.fid_reference)
 
     def set_fid_reference(self, folder: str | None) -> None:

@@ -35,6 +35,7 @@ from ..utils.seeding import (
 )
 from .acceptance import Acceptance
 from .candidates import Candidates
+from .latents import LatentBank
 
 __all__ = ["GenerationModule"]
 
@@ -160,6 +161,12 @@ class GenerationModule(pl.LightningModule):
     # -- bookkeeping --------------------------------------------------------------------------
     def finished_ids(self) -> set[str]:
         return self.writer.finished_ids(include_failed=not self.retry_failed)
+
+    @property
+    def latent_bank(self) -> LatentBank | None:
+        """The latents this method optimises (what the latent callbacks act on); ``None``:
+        it optimises none."""
+        return None
 
     @property
     def inverts(self) -> bool:

@@ -121,6 +121,10 @@ class DoodlModule(GenerationModule):
             capacity = data.batch_size if isinstance(data, DoodlDataModule) else 1
             self.latents = LatentBank(capacity, self.backbone.latent_shape(), self.state_dtype)
 
+    @property
+    def latent_bank(self) -> LatentBank | None:
+        return self.latents
+
     def configure_optimizers(self) -> Optimizer:
         groups = [{"params": [self.latents.x, self.latents.y], "pair": True}]
         if self.optimizer_factory is None:

@@ -1,6 +1,6 @@
 """The Shapes-64 benchmark: held-out items for the four applications and each method's config.
 
-Items carry their ground truth under ``truth`` (see :mod:`doodl_pl.evaluation.shapes64`). Scene
+Items carry their ground truth under ``truth`` (see :mod:`doodl_pl.shapes64.checks`). Scene
 seeds come from the ``eval_*`` splits for results and from the disjoint ``tune_*`` splits for
 tuning, at an offset so they never coincide with ``scripts/eval_shapes64.py``'s sets; no split
 here overlaps the training splits.

@@ -11,7 +11,6 @@ import torch
 from torch import Tensor
 
 from ..backbones.stable_diffusion import StableDiffusion
-from ..evaluation.shapes64 import Shapes64Checks
 from ..evaluation.stats import Estimate, proportion
 from ..evaluation.validity import Validity
 from ..losses.aesthetic import AestheticLoss
@@ -20,6 +19,7 @@ from ..sampling.edict import EdictChain
 from ..sampling.schedule import Schedule
 from .analysis import find_objects, relation_of
 from .assets import EVAL_CLASSIFIER
+from .checks import Shapes64Checks
 from .dataset import scene_from_record
 from .negatives import KINDS, OPPOSITE, describe, hard_negatives, scene_key
 from .render import render

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 
 from ..data.images import load_image
-from ..shapes64 import SHAPE_WORD, SHAPES, Obj, aesthetic_score, shape_area
-from ..shapes64.analysis import Found, find_objects, isolate, relation_of
-from .run import RunOutputs
-from .validity import Validity
+from ..evaluation.run import RunOutputs
+from ..evaluation.validity import Validity
+from .analysis import Found, find_objects, isolate, relation_of
+from .render import shape_area
+from .world import SHAPE_WORD, SHAPES, Obj, aesthetic_score
 
 __all__ = ["Shapes64Checks", "measured_aesthetic"]
 
