@@ -1,4 +1,5 @@
-"""``doodl-pl``: the LightningCLI entry point."""
+"""``doodl-pl``: one command line: ``fit`` (the LightningCLI), ``evaluate``, ``grid``,
+``train`` and ``benchmark``."""
 
 from __future__ import annotations
 
@@ -18,6 +19,14 @@ from .quiet import quiet_libraries
 
 __all__ = ["DoodlCLI", "console", "explain", "main", "summary"]
 
+# The commands besides `fit` (and Lightning's other trainer commands): name → what it does.
+COMMANDS = {
+    "fit": "optimise (or generate) the items of a config: `doodl-pl fit --config C.yaml`",
+    "evaluate": "score output folders and compare them: `doodl-pl evaluate RUN... [--out DIR]`",
+    "grid": "side-by-side image grid of output folders: `doodl-pl grid RUN... --out G.png`",
+    "train": "train a Shapes-64 model: `doodl-pl train --config configs/shapes64/train_*.yaml`",
+    "benchmark": "the Shapes-64 benchmark, every method tuned: `doodl-pl benchmark --apps text`",
+}
 EXIT_BAD_INPUT = 2
 EXIT_ITEMS_FAILED = 3
 USER_ERRORS = (ValueError, FileNotFoundError, ModelLoadError, ArgumentError)
@@ -105,21 +114,26 @@ def _build(args: list[str] | None) -> DoodlCLI:
 def main(args: list[str] | None = None) -> DoodlCLI | list[dict]:
     """Build and run the CLI.
 
-    ``doodl-pl evaluate …`` goes to :func:`doodl_pl.evaluation.main` instead. From the console
+    The first word is the command (:data:`COMMANDS`): ``fit`` (and Lightning's other trainer
+    commands) go to the LightningCLI, ``evaluate``, ``grid``, ``train`` and ``benchmark`` to their own
+    parsers; no command, or ``--help``, lists them. From the console
     (``args`` is None) bad input ends in one ``doodl-pl: error: …`` line and exit status 2, and a
     run where some items failed exits with status 3. Called with ``args`` (tests, notebooks),
     errors propagate as exceptions.
     """
     argv = sys.argv[1:] if args is None else args
     quiet_libraries()
-    if argv[:1] == ["evaluate"]:
-        from .evaluation import main as evaluate
-        from .shapes64.evaluation import PRESET
-
+    if not argv or argv[0] in ("-h", "--help"):
+        width = max(map(len, COMMANDS))
+        lines = [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
+        print("usage: doodl-pl COMMAND ...\n\ncommands:\n" + "\n".join(lines))
+        return []
+    if argv[0] in ("evaluate", "grid", "train", "benchmark"):
+        run = _command(argv[0])
         if args is not None:
-            return evaluate(argv[1:], [PRESET])
+            return run(argv[1:])
         try:
-            return evaluate(argv[1:], [PRESET])
+            return run(argv[1:])
         except USER_ERRORS as err:  # already phrased for the user (paths, option names)
             print(f"doodl-pl: error: {' '.join(str(err).split())}", file=sys.stderr)
             sys.exit(EXIT_BAD_INPUT)
@@ -133,6 +147,27 @@ def main(args: list[str] | None = None) -> DoodlCLI | list[dict]:
     if cli.model.failed_ids:
         sys.exit(EXIT_ITEMS_FAILED)
     return cli
+
+
+def _command(name: str):
+    """The function that runs command ``name`` on its own arguments."""
+    if name == "evaluate":
+        from .evaluation import main as evaluate
+        from .shapes64.evaluation import PRESET
+
+        return lambda argv: evaluate(argv, [PRESET])
+    if name == "grid":
+        from .evaluation.cli import grid_main
+
+        return grid_main
+    if name == "train":
+        from .shapes64.train import main as train
+
+        # its LightningCLI has one trainer command; `doodl-pl train --config C` means `fit`
+        return lambda argv: train(argv if argv[:1] == ["fit"] else ["fit", *argv])
+    from .shapes64.harness import main as benchmark
+
+    return benchmark
 
 
 def console() -> None:

@@ -19,8 +19,7 @@ from .losses.clip_models import spherical_distance
 from .losses.crops import multi_crop
 from .models.adapters import LatentUNetEps
 from .models.condition import TextCondition
-from .sampling.bdia import BdiaChain
-from .sampling.edict import EdictChain
+from .sampling.samplers import make_sampler
 from .sampling.schedule import Schedule, official_edict_scheduler
 from .sizing import Setting, _parts
 
@@ -59,11 +58,7 @@ def time_step(s: Setting, device: str = "cuda", repeat: int = 2) -> dict[str, An
     cond = TextCondition(embeds, torch.zeros_like(embeds[:1]), s.guidance_scale, **extra)
     eps = LatentUNetEps(unet)
     schedule = Schedule.from_scheduler(official_edict_scheduler(), s.steps)
-    chain = (
-        EdictChain(eps, schedule, cond, 0.93)
-        if s.sampler == "edict"
-        else BdiaChain(eps, schedule, cond, 1.0)
-    )
+    chain = make_sampler(s.sampler).chain(eps, schedule, cond, torch.float64)
     engine = make_engine(s.engine)
     clip = guides.get("clip")
     x_T = torch.randn(n, 4, h, h, device=dev, dtype=torch.float64, generator=g)

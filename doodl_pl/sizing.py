@@ -33,20 +33,17 @@ from torch.utils.flop_counter import FlopCounterMode
 from .backbones.levers import Attention, set_attention, set_checkpointing
 from .quiet import quiet_loading
 from .real_size import BACKBONES, build_guides
+from .sampling.samplers import make_sampler
 from .utils.memory import LiveTensorMeter, SavedTensorMeter
 
 __all__ = [
-    "CALLS_PER_STEP",
     "FITS_ON_GB",
-    "IMAGES_PER_ITEM",
     "Setting",
     "format_table",
     "measure_step",
 ]
 
 FITS_ON_GB = (8, 12, 16, 24, 40, 80)
-CALLS_PER_STEP = {"edict": 2, "bdia": 1}  # UNet calls per denoising step (CFG batched in one)
-IMAGES_PER_ITEM = {"edict": 2, "bdia": 1}  # final latents DOODL decodes and scores (x and y)
 GB = 2**30
 
 
@@ -168,6 +165,7 @@ def measure_step(s: Setting) -> dict[str, Any]:
     """Memory (GiB) and FLOPs of one DOODL step under ``s``; see the module docstring."""
     p = _parts(s)
     spec, unet, vae, guides, dtype = p["spec"], p["unet"], p["vae"], p["guides"], p["dtype"]
+    sampler = make_sampler(s.sampler)
     meta = dict(device="meta")
     h = spec.latent_size
     n = s.batch * (2 if s.guidance_scale != 1 else 1)
@@ -186,7 +184,7 @@ def measure_step(s: Setting) -> dict[str, Any]:
         return out.float().sum()
 
     def decode_guide():
-        images = s.batch * IMAGES_PER_ITEM[s.sampler]
+        images = s.batch * sampler.images
         z = torch.zeros(images, 4, h, h, dtype=vae.dtype, requires_grad=True, **meta)
         image = (vae.decode(z).sample.float() / 2 + 0.5).clamp(0, 1)
         loss = image.sum() if not guides else image.new_zeros(())
@@ -204,7 +202,7 @@ def measure_step(s: Setting) -> dict[str, Any]:
     with _fused_attention() if s.attention == "sdpa" else contextlib.nullcontext():
         eps = _run(eps_vjp, list(unet.parameters()))
         dg = _run(decode_guide, [t for m in (vae, *guides.values()) for t in m.parameters()])
-    calls = CALLS_PER_STEP[s.sampler] * s.steps
+    calls = sampler.calls_per_step * s.steps
     state = 2 * s.batch * 4 * h * h * 8  # the float64 (x, y) pair
     small = 4 * state  # initial + final pair, gradient, momentum
     if s.engine == "reversible":

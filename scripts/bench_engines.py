@@ -25,12 +25,14 @@ import torch
 
 from doodl_pl.engines.bench import BenchSetup, bench_engines, format_table
 from doodl_pl.models import LatentUNetEps
+from doodl_pl.sampling import SAMPLERS
 from doodl_pl.testing import sd15_unet, tiny_text_condition, tiny_unet
 
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--samplers", nargs="+", default=["edict", "bdia"], choices=["edict", "bdia"])
+    reversible = [name for name, cls in SAMPLERS.items() if cls.inverts]
+    p.add_argument("--samplers", nargs="+", default=reversible, choices=reversible)
     p.add_argument("--engines", nargs="+", default=["reversible", "checkpoint", "autograd"])
     p.add_argument("--steps", nargs="+", type=int, default=[10, 25, 50])
     p.add_argument("--sd15", action="store_true", help="SD-1.5-architecture UNet, 64x64 latents")

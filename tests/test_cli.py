@@ -115,3 +115,46 @@ def test_resume_compares_against_the_settings_a_folder_was_made_with(tiny_assets
     main(["fit", "--config", str(config), "--model.init_args.keep_best", "false"])
     resumed = yaml.safe_load((out / "config.yaml").read_text())
     assert resumed.get("fit", resumed)["model"]["init_args"]["keep_best"] is False
+
+
+def test_sampler_as_configured_object_equals_its_short_name(tiny_assets, tmp_path):
+    """``sampler: {class_path: doodl_pl.sampling.Bdia, init_args: {gamma: …}}`` runs the same
+    chain as ``sampler: bdia`` with the module's ``gamma``: bitwise equal images."""
+    images = {}
+    for form in ("name", "object"):
+        out = tmp_path / form
+        config = tinify(ROOT / "configs" / "demo" / "text_vanilla.yaml", tiny_assets, out, limit=2)
+        if form == "name":
+            args = ["--model.init_args.sampler", "bdia", "--model.init_args.gamma", "0.9"]
+        else:
+            spec = {"class_path": "doodl_pl.sampling.Bdia", "init_args": {"gamma": 0.9}}
+            args = ["--model.init_args.sampler", json.dumps(spec)]
+        main(["fit", "--config", str(config), *args])
+        images[form] = sorted((out / "images").glob("*.png"))
+        lines = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+        assert [r["sampler"] for r in lines] == ["bdia", "bdia"]
+    assert [p.name for p in images["name"]] == [p.name for p in images["object"]]
+    for a, b in zip(images["name"], images["object"], strict=True):
+        assert Image.open(a).tobytes() == Image.open(b).tobytes()
+    with pytest.raises(ValueError, match="`sampler` must be one of 'edict', 'bdia', 'ddim'"):
+        config = tinify(ROOT / "configs" / "demo" / "text_vanilla.yaml", tiny_assets, tmp_path)
+        main(["fit", "--config", str(config), "--model.init_args.sampler", "heun"])
+
+
+def test_one_command_line_lists_and_runs_its_commands(tiny_assets, tmp_path, capsys):
+    from doodl_pl.main import COMMANDS
+
+    main([])
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in ("fit", "evaluate", "grid", "train", "benchmark"))
+    assert set(COMMANDS) == {"fit", "evaluate", "grid", "train", "benchmark"}
+    for command in ("evaluate", "grid", "train", "benchmark"):
+        with pytest.raises(SystemExit) as exc:
+            main([command, "--help"])
+        assert exc.value.code == 0
+        assert "usage:" in capsys.readouterr().out
+    out = tmp_path / "run"
+    main(["fit", "--config", str(tinify(ROOT / "configs" / "demo" / "text_vanilla.yaml",
+                                        tiny_assets, out, limit=2))])  # fmt: skip
+    main(["grid", str(out), str(out), "--out", str(tmp_path / "grid.png")])
+    assert Image.open(tmp_path / "grid.png").size[0] > 0

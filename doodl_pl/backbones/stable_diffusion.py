@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -14,7 +14,9 @@ from ..models.protocol import freeze
 from ..quiet import quiet_loading
 from .levers import ATTENTIONS, Attention, set_attention, set_checkpointing
 
-__all__ = ["StableDiffusion"]
+__all__ = ["Dtype", "StableDiffusion"]
+
+Dtype = Literal["float32", "float16", "bfloat16"]
 
 EDICT_SCHEDULER = {
     "set_alpha_to_one": False,
@@ -53,8 +55,8 @@ class StableDiffusion(nn.Module):
     def __init__(
         self,
         pretrained: str = "shapes64/sd",
-        dtype: str = "float32",
-        vae_dtype: str | None = None,
+        dtype: Dtype = "float32",
+        vae_dtype: Dtype | None = None,
         scheduler_overrides: dict[str, Any] | None = None,
         revision: str | None = None,
         local_files_only: bool = False,

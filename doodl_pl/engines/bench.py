@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 
 from ..sampling.bdia import BdiaChain
-from ..sampling.ddim import DdimChain
 from ..sampling.edict import EdictChain
+from ..sampling.samplers import Ddim, make_sampler
 from ..sampling.schedule import Schedule, official_edict_scheduler
 from ..utils.memory import SavedTensorMeter
 from . import make_engine
@@ -47,12 +47,13 @@ def _sync(device: torch.device) -> None:
 
 
 def _chains(setup: BenchSetup, sampler: str, steps: int):
+    """The sampler's chain, and the chain whose generation it is timed against: its own for
+    two-evaluation samplers (EDICT), plain DDIM's for one-evaluation ones (BDIA)."""
     schedule = Schedule.from_scheduler(official_edict_scheduler(), steps)
-    if sampler == "bdia":
-        chain = BdiaChain(setup.model, schedule, setup.cond, setup.gamma, setup.state_dtype)
-        return chain, DdimChain(setup.model, schedule, setup.cond, setup.state_dtype)
-    chain = EdictChain(setup.model, schedule, setup.cond, setup.mix, setup.state_dtype)
-    return chain, chain
+    args = (setup.model, schedule, setup.cond, setup.state_dtype)
+    sampling = make_sampler(sampler, mix=setup.mix, gamma=setup.gamma)
+    chain = sampling.chain(*args)
+    return chain, (Ddim().chain(*args) if sampling.calls_per_step == 1 else chain)
 
 
 def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
@@ -77,7 +77,7 @@ class DoodlModule(GenerationModule):
         init_candidates: int = 1,
         candidate_batch: int = 8,
         keep_best: bool = True,
-        step_schedule: str = "constant",
+        step_schedule: Literal["constant", "cosine"] = "constant",
         final_step: float = 0.1,
         **kwargs: Any,
     ) -> None:
@@ -106,7 +106,6 @@ class DoodlModule(GenerationModule):
         self.keep_best = keep_best
         self.init_candidates, self.candidate_batch = init_candidates, candidate_batch
         self.start_candidates: list[int] = []
-        self.batch_repeats = opt_steps
         self.latents: LatentBank | None = None
         self.objective: list[list[float]] = []
         # Per-rank latents are private: DDP must neither broadcast nor average them.
@@ -124,6 +123,11 @@ class DoodlModule(GenerationModule):
     @property
     def latent_bank(self) -> LatentBank | None:
         return self.latents
+
+    @property
+    def batch_repeats(self) -> int:
+        """m: every batch is one optimisation step m times."""
+        return self.opt_steps
 
     def configure_optimizers(self) -> Optimizer:
         groups = [{"params": [self.latents.x, self.latents.y], "pair": True}]
@@ -321,9 +325,7 @@ class DoodlModule(GenerationModule):
     def drift_reason(self, drift: float) -> str:
         """Why an item whose reversible backward drifted past the tolerance fails, naming the
         settings that cause drift and the way out."""
-        chain = f"`sampler` {self.sampler!r}"
-        if self.sampler == "bdia":
-            chain += f", `gamma` {self.gamma}"
+        chain = self.sampling.describe()
         compiled = ", `compile_unet` true" if self.backbone.compile_unet else ""
         return (
             f"the reversible backward rebuilt x_T with relative drift {drift:.2e} at optimisation "

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from PIL import Image
 
+from ..sampling.samplers import make_sampler
 from .dataset import SPLITS
 from .render import render
 from .world import COLORS, SHAPES, Obj, Scene, article, sample_scene
@@ -34,6 +35,7 @@ __all__ = [
     "matched_candidates",
     "mean_unet_calls",
     "method_config",
+    "parse_method_key",
 ]
 
 APPS = ("text", "vocabulary", "personalization", "aesthetic")
@@ -177,6 +179,15 @@ def _aesthetic(n: int, split: str, out: Path, below: float = 4.0) -> list[dict]:
     return items
 
 
+# Each application's item builder: (n, split, out folder) → item dicts.
+ITEM_BUILDERS = {
+    "text": _text,
+    "vocabulary": _vocabulary,
+    "personalization": _personalization,
+    "aesthetic": _aesthetic,
+}
+
+
 def build_items(app: str, n: int, split: str, out: str | Path) -> Path:
     """Write ``out/items.jsonl`` (and the reference images the app needs); returns its path."""
     if app not in APPS:
@@ -185,7 +196,7 @@ def build_items(app: str, n: int, split: str, out: str | Path) -> Path:
         raise ValueError(f"split must be 'eval' or 'tune', got {split!r}")
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    items = globals()[f"_{app}"](n, split, out)
+    items = ITEM_BUILDERS[app](n, split, out)
     path = out / "items.jsonl"
     path.write_text("".join(json.dumps(it) + "\n" for it in items))
     return path
@@ -223,12 +234,24 @@ def _demo_args(app: str, config_dir: str | Path) -> dict[str, Any]:
     return copy.deepcopy(cfg["model"]["init_args"])
 
 
+def parse_method_key(text: str, expected: str) -> tuple[str, str, str]:
+    """``METHOD:KEY=REST`` → ``(method, key, rest)`` (what ``--set`` and ``--tune`` take);
+    the error names ``text`` and the ``expected`` form."""
+    head, sep, rest = text.partition("=")
+    method, colon, key = head.partition(":")
+    if not (sep and colon and key):
+        raise ValueError(f"{text!r}: expected {expected}")
+    if method not in METHODS:
+        raise ValueError(f"{text!r}: method must be one of {METHODS}")
+    return method, key, rest
+
+
 def candidate_calls(args: dict[str, Any]) -> int:
     """UNet calls of one generation (one best-of-N candidate) under a module's ``init_args``:
     the executed steps, twice for EDICT's two ε per step."""
     steps = args.get("num_inference_steps", 50)
     executed = max(int(steps * args.get("strength", 1.0)), 1)
-    return executed * (2 if args.get("sampler", "edict") == "edict" else 1)
+    return executed * make_sampler(args.get("sampler", "edict")).calls_per_step
 
 
 def matched_candidates(doodl_args: dict[str, Any], edits: bool = False) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .benchmark import METHODS
+from .benchmark import parse_method_key
 
 __all__ = ["HEADLINE", "Grid", "parse_grid", "grid_points", "tuning_score", "pick_best"]
 
@@ -32,12 +32,9 @@ def parse_grid(values: list[str]) -> Grid:
     grid: Grid = {}
     for v in values:
         try:
-            head, rest = v.split("=", 1)
-            method, key = head.split(":", 1)
-        except ValueError:
-            raise ValueError(f"tune grid {v!r}: expected METHOD:KEY=V1,V2,...") from None
-        if method not in METHODS:
-            raise ValueError(f"tune grid {v!r}: method must be one of {METHODS}")
+            method, key, rest = parse_method_key(v, "METHOD:KEY=V1,V2,...")
+        except ValueError as err:
+            raise ValueError(f"tune grid {err}") from None
         options = [yaml.safe_load(x) for x in rest.split(",") if x.strip()]
         if not key or not options:
             raise ValueError(f"tune grid {v!r}: needs a key and at least one value")
