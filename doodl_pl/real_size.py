@@ -135,7 +135,13 @@ GUIDE_CLASSIFIER = "resnet50"
 def build_guides(clip: bool = True, classifier: bool = False, device: str = "cpu") -> dict:
     """Random-weight guides at their published size, built on ``device``: open_clip ViT-L/14
     (224-px input) and a timm ResNet-50 (1000 classes)."""
+    import logging
+
     out = {}
+    # open_clip warns on the root logger that no pretrained weights were loaded: by design here
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.ERROR))
     if clip:
         import open_clip
 
@@ -146,6 +152,7 @@ def build_guides(clip: bool = True, classifier: bool = False, device: str = "cpu
 
         with torch.device(device):
             out["classifier"] = timm.create_model(GUIDE_CLASSIFIER, pretrained=False)
+    root.setLevel(level)
     for model in out.values():
         model.eval()
     return out

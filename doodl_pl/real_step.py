@@ -40,8 +40,10 @@ def time_step(s: Setting, device: str = "cuda", repeat: int = 2) -> dict[str, An
     parts = [p["unet"], p["vae"], *guides.values()]
     for m in parts:  # meta → device, random values (the numbers do not matter, their cost does)
         m.to_empty(device=dev)
-        for t in (*m.parameters(), *m.buffers()):
-            t.data.normal_(0, 0.02) if t.is_floating_point() else None
+        with torch.no_grad():
+            for t in (*m.parameters(), *m.buffers()):
+                if t.is_floating_point():
+                    t.normal_(0, 0.02)
     unet, vae = p["unet"], p["vae"]
     g = torch.Generator(device=dev).manual_seed(0)
     n, h = s.batch, spec.latent_size
@@ -66,7 +68,8 @@ def time_step(s: Setting, device: str = "cuda", repeat: int = 2) -> dict[str, An
     def step() -> None:
         x = x_T.clone().requires_grad_(True)
         final = chain.outputs(engine(chain, (x, x.clone())))[0]
-        image = (vae.decode(final.to(vae.dtype) / 0.18215).sample.float() / 2 + 0.5).clamp(0, 1)
+        z = final.to(vae.dtype) / spec.vae["scaling_factor"]
+        image = (vae.decode(z).sample.float() / 2 + 0.5).clamp(0, 1)
         loss = image.mean()
         if clip is not None:
             cuts = torch.cat([multi_crop(im, s.n_cuts, 224, 0.3, None) for im in image])

@@ -39,6 +39,7 @@ from .utils.memory import LiveTensorMeter, SavedTensorMeter
 __all__ = [
     "FITS_ON_GB",
     "Setting",
+    "format_flops",
     "format_table",
     "measure_step",
 ]
@@ -116,12 +117,16 @@ def _fused_attention() -> Iterator[None]:
         F.scaled_dot_product_attention = original
 
 
-def _run(fn: Callable[[], torch.Tensor], weights: list[torch.Tensor]) -> dict[str, float]:
+def _run(
+    fn: Callable[[], torch.Tensor], weights: list[torch.Tensor], fused: bool
+) -> dict[str, float]:
     """Forward + backward of ``fn``'s scalar: live peak, saved peak (bytes; ``weights`` not
-    counted), forward and backward FLOPs. FLOPs are counted in a second pass: the counter's
-    module hooks keep tensors alive that checkpointing would free."""
+    counted), forward and backward FLOPs. Memory is measured with fused attention when
+    ``fused``; FLOPs are counted in a second pass through the math kernel, whose matrix
+    products the counter sees (the fused kernel does the same products), and apart because
+    the counter's module hooks keep tensors alive that checkpointing would free."""
     live, saved = LiveTensorMeter(), SavedTensorMeter(ignore=weights)
-    with live, saved:
+    with _fused_attention() if fused else contextlib.nullcontext(), live, saved:
         fn().backward()
     fwd, bwd = FlopCounterMode(display=False), FlopCounterMode(display=False)
     with fwd:
@@ -199,9 +204,9 @@ def measure_step(s: Setting) -> dict[str, Any]:
             loss = loss + net(x.to(next(net.parameters()).dtype)).float().sum()
         return loss
 
-    with _fused_attention() if s.attention == "sdpa" else contextlib.nullcontext():
-        eps = _run(eps_vjp, list(unet.parameters()))
-        dg = _run(decode_guide, [t for m in (vae, *guides.values()) for t in m.parameters()])
+    fused = s.attention == "sdpa"
+    eps = _run(eps_vjp, list(unet.parameters()), fused)
+    dg = _run(decode_guide, [t for m in (vae, *guides.values()) for t in m.parameters()], fused)
     calls = sampler.calls_per_step * s.steps
     state = 2 * s.batch * 4 * h * h * 8  # the float64 (x, y) pair
     small = 4 * state  # initial + final pair, gradient, momentum
@@ -218,10 +223,16 @@ def measure_step(s: Setting) -> dict[str, Any]:
         "guides": sum(_bytes(g) for g in guides.values()),
     }
     total = sum(weights.values()) + graph + small
-    # A step: the forward chain (calls), then each call's rebuild/recompute and VJP.
+    # A step: the forward chain (calls), decode + guide and their backward, then each call's
+    # rebuild (reversible) or recompute (checkpoint) and VJP.
     eps_fwd, eps_bwd = eps["fwd_flops"], eps["bwd_flops"]
-    rebuild = eps_fwd if s.engine != "autograd" else 0
-    step_flops = calls * (eps_fwd + rebuild + eps_bwd) + dg["fwd_flops"] + dg["bwd_flops"]
+    flops = {
+        "chain_forward": calls * eps_fwd,
+        "decode_guide": dg["fwd_flops"] + dg["bwd_flops"],
+        "chain_rebuild": calls * eps_fwd if s.engine != "autograd" else 0,
+        "chain_vjp": calls * eps_bwd,
+    }
+    step_flops = sum(flops.values())
     row = asdict(s)
     row.update(
         levers=s.levers(),
@@ -234,6 +245,7 @@ def measure_step(s: Setting) -> dict[str, Any]:
         total_gb=total / GB,
         unet_calls=calls,
         eps_fwd_tflop=eps_fwd / 1e12,
+        **{f"{k}_tflop": v / 1e12 for k, v in flops.items()},
         step_tflop=step_flops / 1e12,
         fits_on=[gb for gb in FITS_ON_GB if total / GB <= gb],
     )
@@ -259,6 +271,21 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def with_levers(s: Setting, **levers: Any) -> Setting:
-    """``s`` with some levers changed."""
-    return replace(s, **levers)
+def format_flops(rows: list[dict[str, Any]], tflops: tuple[float, ...] = (100, 300)) -> str:
+    """Per row, the step's TFLOP by part and the seconds it would take at ``tflops`` sustained
+    (a GPU's dense 16-bit peak times the utilisation it reaches: an assumption, not a
+    measurement)."""
+    head = (
+        "| backbone | sampler | levers | UNet calls | chain fwd | decode+guide | rebuild | VJP | "
+        "TFLOP/step | " + " | ".join(f"s/step at {t:g} TFLOP/s" for t in tflops) + " |"
+    )
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        secs = " | ".join(f"{r['step_tflop'] / t:.1f}" for t in tflops)
+        lines.append(
+            f"| {r['backbone']} | {r['sampler']} | {r['levers']} | {r['unet_calls']} | "
+            f"{r['chain_forward_tflop']:.0f} | {r['decode_guide_tflop']:.1f} | "
+            f"{r['chain_rebuild_tflop']:.0f} | {r['chain_vjp_tflop']:.0f} | "
+            f"**{r['step_tflop']:.0f}** | {secs} |"
+        )
+    return "\n".join(lines)

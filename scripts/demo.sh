@@ -16,7 +16,7 @@ fi
 export PYTHONWARNINGS=ignore
 .venv/bin/doodl-pl fit --config "configs/demo/${app}_vanilla.yaml"
 .venv/bin/doodl-pl fit --config "configs/demo/${app}.yaml"
-grid=$(.venv/bin/python -m doodl_pl.evaluation.grid "outputs/demo/${app}_vanilla" "outputs/demo/${app}" \
+grid=$(.venv/bin/doodl-pl grid "outputs/demo/${app}_vanilla" "outputs/demo/${app}" \
   --labels "vanilla EDICT" "DOODL" --out "outputs/demo/${app}_grid.png")
 echo
 echo "Vanilla images:     outputs/demo/${app}_vanilla/images/"

@@ -13,7 +13,7 @@ import argparse
 import json
 from dataclasses import replace
 
-from doodl_pl.sizing import Setting, format_table, measure_step
+from doodl_pl.sizing import Setting, format_flops, format_table, measure_step
 
 ALL = dict(unet_checkpointing=True, vae_checkpointing=True, guide_checkpointing=True,
            guide_dtype="float16", offload_text_encoders=True)  # fmt: skip
@@ -59,6 +59,8 @@ def main() -> None:
                 print(format_table([row]).splitlines()[-1], flush=True)
     print()
     print(format_table(rows))
+    print()
+    print(format_flops([r for r in rows if r["engine"] == "reversible"]))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -49,6 +49,7 @@ def test_each_backbone_lever_leaves_the_doodl_gradient_unchanged(tiny_assets, ki
     off = _doodl_gradient(cls(tiny_assets[kind]))
     on_backbone = cls(tiny_assets[kind], **lever)
     on = _doodl_gradient(on_backbone)
+    print(f"\n{kind} {lever}: gradient cosine to the lever off {_cos(on, off):.8f}")
     assert _cos(on, off) >= 0.9999
     assert torch.isfinite(on).all() and on.abs().sum() > 0
     if "offload_text_encoders" in lever:  # the encoders left the module tree: `.to()` skips them
@@ -81,6 +82,7 @@ def test_half_precision_guide_keeps_the_gradient_direction(tiny_assets):
         return images.grad.flatten()
 
     full, half = grad("float32"), grad("bfloat16")
+    print(f"\nguide bfloat16: gradient cosine to float32 {_cos(full, half):.6f}")
     # Half precision is a lever with a cost: bfloat16 keeps 8 bits of mantissa.
     assert 0.99 <= _cos(full, half) < 1.0
     with pytest.raises(ValueError, match="dtype"):
@@ -123,3 +125,43 @@ def test_real_size_table_orders_engines_and_levers():
     # weights: 16-bit UNet + VAE + text encoder, counted from the published parameter counts
     want = 2 * sum(PARAMETERS["sd15"].values()) * 1e6 / 2**30
     assert rev["weights_gb"] == pytest.approx(want, rel=0.01)
+
+
+def test_guide_checkpointing_leaves_the_gradient_unchanged(tiny_assets):
+    from doodl_pl.losses import ClassifierLoss
+
+    images = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    gens = lambda: [torch.Generator().manual_seed(s) for s in (1, 2)]  # noqa: E731
+    ctx = lambda: LossContext({"prompt": ["a red square", "two stars"], "class_index": [1, 3]},  # noqa: E731
+                              gens())  # fmt: skip
+
+    def grad(loss) -> torch.Tensor:
+        x = images.clone().requires_grad_(True)
+        loss(x, ctx()).sum().backward()
+        return x.grad.flatten()
+
+    for on in (False, True):
+        spec = ClipSpec(tiny_assets["clip_cfg"], tiny_assets["clip_w"], checkpointing=on)
+        clip = grad(CLIPTextLoss([spec], n_cuts=4, min_cut=0.5))
+        net = grad(ClassifierLoss("resnet10t", tiny_assets["classifier"], num_classes=5,
+                                  checkpointing=on))  # fmt: skip
+        if not on:
+            clip_off, net_off = clip, net
+    print(f"\nguide checkpointing: cosine CLIP {_cos(clip, clip_off):.8f}, "
+          f"classifier {_cos(net, net_off):.8f}")  # fmt: skip
+    assert _cos(clip, clip_off) >= 0.9999 and _cos(net, net_off) >= 0.9999
+    assert clip.abs().sum() > 0 and net.abs().sum() > 0
+
+
+def test_the_gpu_step_script_runs_a_real_architecture_on_the_cpu():
+    """`scripts/size_step.py --device cuda` times this on a lent GPU; here the SD 1.5
+    architecture at a 64² image (8² latent) with 2 cuts, so the code path is checked first."""
+    from doodl_pl.real_step import time_step
+    from doodl_pl.sizing import Setting
+
+    out = time_step(
+        Setting("sd15", "float32", steps=1, n_cuts=2, image_size=64, vae_checkpointing=True),
+        "cpu",
+        repeat=1,
+    )
+    assert out["step_s"] > 0 and out["measured_peak_gb"] is None
