@@ -1,4 +1,5 @@
 import json
+from argparse import ArgumentError
 
 import pytest
 import yaml
@@ -136,7 +137,7 @@ def test_sampler_as_configured_object_equals_its_short_name(tiny_assets, tmp_pat
     assert [p.name for p in images["name"]] == [p.name for p in images["object"]]
     for a, b in zip(images["name"], images["object"], strict=True):
         assert Image.open(a).tobytes() == Image.open(b).tobytes()
-    with pytest.raises(ValueError, match="`sampler` must be one of 'edict', 'bdia', 'ddim'"):
+    with pytest.raises((ValueError, ArgumentError), match="heun"):  # the config parser refuses it
         config = tinify(ROOT / "configs" / "demo" / "text_vanilla.yaml", tiny_assets, tmp_path)
         main(["fit", "--config", str(config), "--model.init_args.sampler", "heun"])
 

@@ -33,9 +33,8 @@ def set_checkpointing(model: nn.Module, enabled: bool) -> None:
     """Recompute each block's activations in the backward pass instead of storing them.
 
     The UNet uses diffusers' own checkpointing (one resnet or transformer at a time). A VAE's
-    decoder is checkpointed per layer (each resnet, attention and upsampler): diffusers'
-    per-up-block unit holds a whole 1024² block in the backward, 11 GiB in float32 at SDXL's
-    size, against 4 GiB per layer (``scripts/size_step.py``).
+    decoder is checkpointed per layer (each resnet, attention and upsampler) rather than
+    diffusers' per-up-block unit, whose backward holds a whole full-resolution block.
     """
     if not enabled:
         return

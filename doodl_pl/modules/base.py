@@ -21,7 +21,7 @@ from ..outputs import OutputWriter
 from ..sampling.bdia import check_gamma
 from ..sampling.chain import ChainBase
 from ..sampling.edict import check_mix
-from ..sampling.samplers import Sampler, SamplerName, make_sampler
+from ..sampling.samplers import SAMPLERS, Sampler, SamplerName, make_sampler
 from ..sampling.schedule import Schedule
 from .acceptance import Acceptance
 from .candidates import CandidateSearch
@@ -74,7 +74,8 @@ class GenerationModule(CandidateSearch, Inversion, Scoring, Records, pl.Lightnin
     """
 
     method = "generate"
-    samplers: tuple[SamplerName, ...] = ("edict", "bdia")
+    # the samplers a method accepts: those that invert (an item may be an edit of a photo)
+    samplers: tuple[str, ...] = tuple(n for n, c in SAMPLERS.items() if c.inverts)
 
     def __init__(
         self,

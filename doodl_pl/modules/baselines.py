@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from ..data.datamodule import Batch
+from ..sampling.samplers import SAMPLERS
 from .base import GenerationModule
 
 __all__ = ["BestOfNModule", "GuidedEps", "OneStepGuidanceModule", "VanillaModule"]
@@ -22,7 +23,7 @@ class VanillaModule(GenerationModule):
     """
 
     method = "vanilla"
-    samplers = ("edict", "bdia", "ddim")
+    samplers = tuple(SAMPLERS)
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
