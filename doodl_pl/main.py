@@ -19,14 +19,6 @@ from .quiet import quiet_libraries
 
 __all__ = ["DoodlCLI", "console", "explain", "main", "summary"]
 
-# The commands besides `fit` (and Lightning's other trainer commands): name → what it does.
-COMMANDS = {
-    "fit": "optimise (or generate) the items of a config: `doodl-pl fit --config C.yaml`",
-    "evaluate": "score output folders and compare them: `doodl-pl evaluate RUN... [--out DIR]`",
-    "grid": "side-by-side image grid of output folders: `doodl-pl grid RUN... --out G.png`",
-    "train": "train a Shapes-64 model: `doodl-pl train --config configs/shapes64/train_*.yaml`",
-    "benchmark": "the Shapes-64 benchmark, every method tuned: `doodl-pl benchmark --apps text`",
-}
 EXIT_BAD_INPUT = 2
 EXIT_ITEMS_FAILED = 3
 USER_ERRORS = (ValueError, FileNotFoundError, ModelLoadError, ArgumentError)
@@ -125,11 +117,11 @@ def main(args: list[str] | None = None) -> DoodlCLI | list[dict]:
     quiet_libraries()
     if not argv or argv[0] in ("-h", "--help"):
         width = max(map(len, COMMANDS))
-        lines = [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
+        lines = [f"  {name:<{width}}  {text}" for name, (text, _) in COMMANDS.items()]
         print("usage: doodl-pl COMMAND ...\n\ncommands:\n" + "\n".join(lines))
         return []
-    if argv[0] in ("evaluate", "grid", "train", "benchmark"):
-        run = _command(argv[0])
+    run = COMMANDS.get(argv[0], (None, None))[1]
+    if run is not None:
         if args is not None:
             return run(argv[1:])
         try:
@@ -149,25 +141,52 @@ def main(args: list[str] | None = None) -> DoodlCLI | list[dict]:
     return cli
 
 
-def _command(name: str):
-    """The function that runs command ``name`` on its own arguments."""
-    if name == "evaluate":
-        from .evaluation import main as evaluate
-        from .shapes64.evaluation import PRESET
+def _evaluate(argv: list[str]) -> list[dict]:
+    from .evaluation import main as evaluate
+    from .shapes64.evaluation import PRESET
 
-        return lambda argv: evaluate(argv, [PRESET])
-    if name == "grid":
-        from .evaluation.cli import grid_main
+    return evaluate(argv, [PRESET])
 
-        return grid_main
-    if name == "train":
-        from .shapes64.train import main as train
 
-        # its LightningCLI has one trainer command; `doodl-pl train --config C` means `fit`
-        return lambda argv: train(argv if argv[:1] == ["fit"] else ["fit", *argv])
+def _grid(argv: list[str]) -> None:
+    from .evaluation.cli import grid_main
+
+    return grid_main(argv)
+
+
+def _train(argv: list[str]):
+    from .shapes64.train import main as train
+
+    # its LightningCLI has one trainer command; `doodl-pl train --config C` means `fit`
+    return train(argv if argv[:1] == ["fit"] else ["fit", *argv])
+
+
+def _benchmark(argv: list[str]) -> None:
     from .shapes64.harness import main as benchmark
 
-    return benchmark
+    return benchmark(argv)
+
+
+# name → (what it does, the function that runs it on its own arguments; None: the LightningCLI)
+COMMANDS = {
+    "fit": ("optimise (or generate) the items of a config: `doodl-pl fit --config C.yaml`", None),
+    "evaluate": (
+        "score output folders and compare them: `doodl-pl evaluate RUN... [--out DIR]`",
+        _evaluate,
+    ),
+    "grid": (
+        "side-by-side image grid of output folders: `doodl-pl grid RUN... --out G.png`",
+        _grid,
+    ),
+    "train": (
+        "train a Shapes-64 model: `doodl-pl train --config configs/shapes64/train_*.yaml`",
+        _train,
+    ),
+    "benchmark": (
+        "the Shapes-64 benchmark, every method tuned: `doodl-pl benchmark --apps text`",
+        _benchmark,
+    ),
+}
 
 
 def console() -> None:

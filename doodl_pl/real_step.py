@@ -9,33 +9,28 @@ guide with its cuts; it reports seconds per step and the allocator's peak next t
 from __future__ import annotations
 
 import statistics
-import time
 from typing import Any
 
 import torch
 
 from .engines import make_engine
+from .engines.bench import timed
 from .losses.clip_models import spherical_distance
-from .losses.crops import multi_crop
+from .losses.crops import multi_crop, resize_to
 from .models.adapters import LatentUNetEps
 from .models.condition import TextCondition
 from .sampling.samplers import make_sampler
 from .sampling.schedule import Schedule, official_edict_scheduler
-from .sizing import Setting, _parts
+from .sizing import Setting, build_parts
 
 __all__ = ["time_step"]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
 
 
 def time_step(s: Setting, device: str = "cuda", repeat: int = 2) -> dict[str, Any]:
     """Median seconds of ``repeat`` DOODL steps (after one untimed) and the peak bytes the
     device allocated (CUDA only), for ``s``."""
     dev = torch.device(device)
-    p = _parts(s)
+    p = build_parts(s)
     spec, guides = p["spec"], p["guides"]
     parts = [p["unet"], p["vae"], *guides.values()]
     for m in parts:  # meta → device, random values (the numbers do not matter, their cost does)
@@ -62,12 +57,13 @@ def time_step(s: Setting, device: str = "cuda", repeat: int = 2) -> dict[str, An
     schedule = Schedule.from_scheduler(official_edict_scheduler(), s.steps)
     chain = make_sampler(s.sampler).chain(eps, schedule, cond, torch.float64)
     engine = make_engine(s.engine)
-    clip = guides.get("clip")
+    clip, net = guides.get("clip"), guides.get("classifier")
     x_T = torch.randn(n, 4, h, h, device=dev, dtype=torch.float64, generator=g)
 
     def step() -> None:
         x = x_T.clone().requires_grad_(True)
-        final = chain.outputs(engine(chain, (x, x.clone())))[0]
+        # every final latent of the chain is decoded and scored, as DOODL does (EDICT: two)
+        final = torch.cat(chain.outputs(engine(chain, (x, x.clone()))))
         z = final.to(vae.dtype) / spec.vae["scaling_factor"]
         image = (vae.decode(z).sample.float() / 2 + 0.5).clamp(0, 1)
         loss = image.mean()
@@ -76,17 +72,14 @@ def time_step(s: Setting, device: str = "cuda", repeat: int = 2) -> dict[str, An
             feats = clip.encode_image(cuts.to(next(clip.parameters()).dtype)).float()
             feats = torch.nn.functional.normalize(feats, dim=-1)
             loss = loss + spherical_distance(feats, feats.detach().roll(1, 0)).mean()
+        if net is not None:
+            x224 = resize_to(image, 224).to(next(net.parameters()).dtype)
+            loss = loss + net(x224).float().logsumexp(-1).mean()
         loss.backward()
 
-    step()
-    _sync(dev)
+    timed(step, dev)  # untimed warm-up
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        step()
-        _sync(dev)
-        times.append(time.perf_counter() - t0)
+    times = [timed(step, dev)[0] for _ in range(repeat)]
     peak = torch.cuda.max_memory_allocated() / 2**30 if dev.type == "cuda" else None
     return dict(step_s=statistics.median(times), measured_peak_gb=peak)

@@ -139,7 +139,9 @@ def _run(
     )  # fmt: skip
 
 
-def _parts(s: Setting) -> dict[str, Any]:
+def build_parts(s: Setting) -> dict[str, Any]:
+    """The setting's parts on ``meta``, in their dtypes, levers applied (what both the estimate
+    and :func:`doodl_pl.real_step.time_step` run)."""
     spec = BACKBONES[s.backbone]
     if s.image_size:
         spec = replace(spec, image_size=s.image_size)
@@ -168,7 +170,7 @@ def _parts(s: Setting) -> dict[str, Any]:
 
 def measure_step(s: Setting) -> dict[str, Any]:
     """Memory (GiB) and FLOPs of one DOODL step under ``s``; see the module docstring."""
-    p = _parts(s)
+    p = build_parts(s)
     spec, unet, vae, guides, dtype = p["spec"], p["unet"], p["vae"], p["guides"], p["dtype"]
     sampler = make_sampler(s.sampler)
     meta = dict(device="meta")

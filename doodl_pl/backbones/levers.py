@@ -11,19 +11,23 @@ from typing import Literal
 
 from torch import nn
 
-__all__ = ["ATTENTIONS", "Attention", "set_attention", "set_checkpointing"]
+__all__ = ["ATTENTIONS", "Attention", "check_attention", "set_attention", "set_checkpointing"]
 
 Attention = Literal["sdpa", "math"]
 ATTENTIONS = ("sdpa", "math")
+
+
+def check_attention(attention: str) -> Attention:
+    if attention not in ATTENTIONS:
+        raise ValueError(f"`attention` must be one of {ATTENTIONS}, got {attention!r}")
+    return attention
 
 
 def set_attention(model: nn.Module, attention: Attention) -> None:
     """``sdpa``: PyTorch's fused ``scaled_dot_product_attention`` (flash / memory-efficient
     kernels keep O(tokens) per head for backward; diffusers' default on torch 2); ``math``: the
     classic processor, which stores each softmax (O(tokens²))."""
-    if attention not in ATTENTIONS:
-        raise ValueError(f"`attention` must be one of {ATTENTIONS}, got {attention!r}")
-    if attention == "math":
+    if check_attention(attention) == "math":
         from diffusers.models.attention_processor import AttnProcessor
 
         model.set_attn_processor(AttnProcessor())

@@ -12,7 +12,7 @@ from ..models.adapters import LatentUNetEps
 from ..models.condition import TextCondition
 from ..models.protocol import freeze
 from ..quiet import quiet_loading
-from .levers import ATTENTIONS, Attention, set_attention, set_checkpointing
+from .levers import Attention, check_attention, set_attention, set_checkpointing
 
 __all__ = ["Dtype", "StableDiffusion"]
 
@@ -67,8 +67,7 @@ class StableDiffusion(nn.Module):
         offload_text_encoders: bool = False,
     ) -> None:
         super().__init__()
-        if attention not in ATTENTIONS:
-            raise ValueError(f"`attention` must be one of {ATTENTIONS}, got {attention!r}")
+        check_attention(attention)  # before any loading
         from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 
         path = resolve(pretrained)

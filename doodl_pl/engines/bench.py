@@ -56,7 +56,8 @@ def _chains(setup: BenchSetup, sampler: str, steps: int):
     return chain, (Ddim().chain(*args) if sampling.calls_per_step == 1 else chain)
 
 
-def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
+def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
+    """(seconds, result) of ``fn()``, the device synchronised before and after."""
     _sync(device)
     t0 = time.perf_counter()
     out = fn()
@@ -65,9 +66,9 @@ def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
 
 
 def _guarded(fn: Callable[[], Any], device: torch.device) -> tuple[float | None, Any]:
-    """``_timed(fn)``, or ``(None, None)`` when the step runs out of GPU memory."""
+    """``timed(fn)``, or ``(None, None)`` when the step runs out of GPU memory."""
     try:
-        return _timed(fn, device)
+        return timed(fn, device)
     except torch.OutOfMemoryError:
         torch.cuda.empty_cache()
         return None, None
@@ -99,7 +100,7 @@ def bench_engines(
                 for name in engines:
                     _guarded(lambda n=name, c=chain: _one_step(n, c, setup.x_T, target), device)
             for _ in range(repeat):
-                gen_s.append(_timed(lambda c=gen_chain: c.sample(setup.x_T), device)[0])
+                gen_s.append(timed(lambda c=gen_chain: c.sample(setup.x_T), device)[0])
                 for name in engines:
                     seconds, out = _guarded(
                         lambda n=name, c=chain: _one_step(n, c, setup.x_T, target), device

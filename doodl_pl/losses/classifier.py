@@ -11,7 +11,7 @@ from torch import Tensor
 from ..hub import load_or_explain, resolve
 from ..models.protocol import freeze
 from .base import ImageLoss, LossContext
-from .clip_models import GUIDE_DTYPES
+from .clip_models import guide_dtype
 from .crops import resize_to
 
 __all__ = ["ClassifierLoss"]
@@ -52,8 +52,7 @@ class ClassifierLoss(ImageLoss):
         import timm
         from timm.data import resolve_data_config
 
-        if dtype not in GUIDE_DTYPES:
-            raise ValueError(f"`dtype` must be one of {GUIDE_DTYPES}, got {dtype!r}")
+        self.dtype = guide_dtype(dtype, "`dtype`")
         if loss not in ("ce", "bce"):
             raise ValueError(f"`loss` must be 'ce' or 'bce', got {loss!r}")
         path = resolve(checkpoint_path) if checkpoint_path else ""
@@ -64,7 +63,7 @@ class ClassifierLoss(ImageLoss):
             )
 
         self.model = freeze(load_or_explain("checkpoint_path", checkpoint_path or model_name, load))
-        self.model.to(getattr(torch, dtype))
+        self.model.to(self.dtype)
         if checkpointing:
             self.model.set_grad_checkpointing(True)
         cfg = resolve_data_config({}, model=self.model)
@@ -75,8 +74,7 @@ class ClassifierLoss(ImageLoss):
 
     def logits(self, images: Tensor) -> Tensor:
         x = resize_to(images, self.input_size)
-        dtype = next(self.model.parameters()).dtype
-        return self.model(((x - self.mean) / self.std).to(dtype)).float()
+        return self.model(((x - self.mean) / self.std).to(self.dtype)).float()
 
     score_name = "class_prob"
 

@@ -13,9 +13,17 @@ from ..hub import load_or_explain, resolve
 from ..models.protocol import freeze
 from .crops import resize_to
 
-__all__ = ["GUIDE_DTYPES", "ClipModel", "ClipSpec", "spherical_distance"]
+__all__ = ["GUIDE_DTYPES", "ClipModel", "ClipSpec", "guide_dtype", "spherical_distance"]
 
 GUIDE_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def guide_dtype(name: str, key: str = "dtype") -> torch.dtype:
+    """A guide's dtype by name; ``key`` names the option in the error."""
+    if name not in GUIDE_DTYPES:
+        raise ValueError(f"{key} must be one of {GUIDE_DTYPES}, got {name!r}")
+    return getattr(torch, name)
+
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -66,11 +74,9 @@ class ClipModel(nn.Module):
             model, _, _ = open_clip.create_model_and_transforms(name, pretrained=pretrained)
             return model, open_clip.get_tokenizer(name)
 
-        if spec.dtype not in GUIDE_DTYPES:
-            raise ValueError(f"ClipSpec `dtype` must be one of {GUIDE_DTYPES}, got {spec.dtype!r}")
+        self.dtype = guide_dtype(spec.dtype, "ClipSpec `dtype`")
         self.model, self.tokenizer = load_or_explain(key, spec.pretrained or spec.name, load)
-        freeze(self.model).to(getattr(torch, spec.dtype))
-        self.dtype = getattr(torch, spec.dtype)
+        freeze(self.model).to(self.dtype)
         if spec.checkpointing:
             self.model.set_grad_checkpointing(True)
         self.weight = float(spec.weight)
