@@ -7,7 +7,10 @@ from .classifier import ClassifierLoss
 from .clip import CLIPImageLoss, CLIPTextLoss
 from .clip_models import ClipModel, ClipSpec, spherical_distance
 from .crops import multi_crop
+from .ensemble import GuideEnsemble
+from .noise_prior import chi_norm_nll
 from .toy import ColorLoss
+from .transforms import EOT, RandomViews
 
 __all__ = [
     "AestheticHead",
@@ -15,12 +18,16 @@ __all__ = [
     "CLIPImageLoss",
     "CLIPTextLoss",
     "CallableLoss",
+    "EOT",
+    "GuideEnsemble",
+    "RandomViews",
     "ClassifierLoss",
     "ClipModel",
     "ClipSpec",
     "ColorLoss",
     "ImageLoss",
     "LossContext",
+    "chi_norm_nll",
     "multi_crop",
     "spherical_distance",
 ]

@@ -15,6 +15,7 @@ from ..callbacks import PerturbLatents, RenormalizeLatents, TieLatents
 from ..data.datamodule import Batch, DoodlDataModule
 from ..engines.base import GradientEngine
 from ..engines.reversible import ReversibleEngine
+from ..losses.noise_prior import chi_norm_nll
 from ..optim.doodl_sgd import DoodlSGD
 from .base import GenerationModule
 from .latents import LatentBank
@@ -42,6 +43,9 @@ class DoodlModule(GenerationModule):
         tie: average x and y gradients and latents (generation only; never for edits).
         perturb_std: std of the Gaussian perturbation after each update (0 disables).
         renormalize: renormalise each latent to its initial norm (generation only).
+        prior: weight of the noise prior (:func:`~doodl_pl.losses.chi_norm_nll`, ReNO's χ-norm
+            term) added to each generated item's objective, the mean over x_T and y_T; the soft
+            alternative to ``renormalize`` (set that to false with it). 0: off.
         init_candidates: k, the best-of-k start: each generated item first samples k candidates
             (the item's seed and k − 1 derived ones, as best-of-N does), scores them and
             optimises from the best one; 1 starts from the item's own noise. Costs k
@@ -74,6 +78,7 @@ class DoodlModule(GenerationModule):
         tie: bool = True,
         perturb_std: float = 1e-4,
         renormalize: bool = True,
+        prior: float = 0.0,
         init_candidates: int = 1,
         candidate_batch: int = 8,
         keep_best: bool = True,
@@ -90,6 +95,8 @@ class DoodlModule(GenerationModule):
             raise ValueError(f"`candidate_batch` must be >= 1, got {candidate_batch}")
         if perturb_std < 0:
             raise ValueError(f"`perturb_std` must be >= 0, got {perturb_std}")
+        if not prior >= 0:
+            raise ValueError(f"`prior` must be >= 0, got {prior}")
         if not self.losses:
             raise ValueError("DOODL needs a `loss`")
         if step_schedule not in ("constant", "cosine"):
@@ -103,6 +110,7 @@ class DoodlModule(GenerationModule):
         self.optimizer_factory = optimizer
         self.opt_steps = opt_steps
         self.tie, self.perturb_std, self.renormalize = tie, perturb_std, renormalize
+        self.prior = prior
         self.keep_best = keep_best
         self.init_candidates, self.candidate_batch = init_candidates, candidate_batch
         self.start_candidates: list[int] = []
@@ -195,6 +203,7 @@ class DoodlModule(GenerationModule):
         self._charge([i for i in range(n) if bool(edit[i])])
         skip = edit | pads.to(edit.device)
         x, y, self.start_candidates = self.best_of_k_start(items, x, y, skip)
+        self._generated = ~edit
         tie = (~edit) & self.tie
         renorm = (~edit) & self.renormalize
         self.latents.load(x, y, tie, renorm, [it["seed"] for it in items])
@@ -259,6 +268,10 @@ class DoodlModule(GenerationModule):
             x, y = x[index], y[index]
             sub, cond = [items[i] for i in rows], self._cond.select(index)
         per_item, images = self.optimised_loss(sub, cond, x, y, step)
+        if self.prior > 0:
+            gen = self._generated[torch.tensor(rows, device=self._generated.device)]
+            term = 0.5 * (chi_norm_nll(x) + chi_norm_nll(y))
+            per_item = per_item + self.prior * gen.to(term) * term
         main = images[: len(rows)].detach()
         with torch.no_grad():
             scores = self.item_losses(main, self.score_context(sub))

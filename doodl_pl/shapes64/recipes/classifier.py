@@ -20,6 +20,12 @@ class ClassifierRecipe(Recipe):
         model_name: timm architecture.
         augment: blur, noise and small shifts (for the evaluation classifier; the guide
             classifier is trained on clean renders only, as the spec requires).
+        noise: largest standard deviation of the pixel noise ``augment`` adds (0: none).
+        roundtrip: share of each batch first passed through the VAE in ``vae_dir`` (encode,
+            decode), so the classifier sees renders as the generator's decoder draws them.
+        vae_dir: the VAE for ``roundtrip``.
+        adversarial_eps: L∞ radius of adversarial training (one signed-gradient step from a
+            random start, Wong et al. 2020), in [0, 1] pixel units; 0: off.
         export_name: file name of the exported safetensors.
     """
 
@@ -27,6 +33,10 @@ class ClassifierRecipe(Recipe):
         self,
         model_name: str = "resnet10t",
         augment: bool = False,
+        noise: float = 0.05,
+        roundtrip: float = 0.0,
+        vae_dir: str = "pkg:shapes64/sd/vae",
+        adversarial_eps: float = 0.0,
         lr: float = 2e-3,
         export_dir: str = "pkg:shapes64",
         export_name: str = "classifier.safetensors",
@@ -39,7 +49,28 @@ class ClassifierRecipe(Recipe):
         cfg = resolve_data_config({}, model=self.model)
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
-        self.augment, self.export_name = augment, export_name
+        if not 0 <= roundtrip <= 1:
+            raise ValueError(f"`roundtrip` must be in [0, 1], got {roundtrip}")
+        if not 0 <= adversarial_eps < 1 or not noise >= 0:
+            raise ValueError(
+                f"`adversarial_eps` must be in [0, 1) and `noise` >= 0, got {adversarial_eps}, "
+                f"{noise}"
+            )
+        self.vae = None
+        if roundtrip > 0:
+            from diffusers import AutoencoderKL
+
+            from ...hub import resolve
+
+            self.vae = AutoencoderKL.from_pretrained(resolve(vae_dir)).requires_grad_(False).eval()
+        self.augment, self.noise, self.roundtrip = augment, noise, roundtrip
+        self.adversarial_eps, self.export_name = adversarial_eps, export_name
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.vae is not None:
+            self.vae.eval()
+        return self
 
     def labels(self, idx: Tensor) -> Tensor:
         return torch.tensor(
@@ -57,18 +88,41 @@ class ClassifierRecipe(Recipe):
                 im = gaussian_blur(im, 5, float(torch.empty(()).uniform_(0.3, 1.0)))
             dy, dx = torch.randint(-2, 3, (2,)).tolist()
             im = torch.roll(im, (dy, dx), dims=(1, 2))
-            im = im + torch.randn_like(im) * float(torch.empty(()).uniform_(0, 0.05))
+            im = im + torch.randn_like(im) * float(torch.empty(()).uniform_(0, self.noise))
             out.append(im.clamp(0, 1))
         return torch.stack(out)
 
     def forward(self, x01: Tensor) -> Tensor:
         return self.model((x01 - self.mean) / self.std)
 
+    @torch.no_grad()
+    def through_vae(self, x: Tensor) -> Tensor:
+        """The first ``roundtrip`` share of the batch replaced by its VAE round trip."""
+        k = round(self.roundtrip * x.shape[0])
+        if self.vae is None or k == 0:
+            return x
+        z = self.vae.encode(x[:k] * 2 - 1).latent_dist.mean
+        back = (self.vae.decode(z).sample + 1) / 2
+        return torch.cat([back.clamp(0, 1), x[k:]])
+
+    def adversarial(self, x: Tensor, labels: Tensor) -> Tensor:
+        """One signed-gradient ascent step of size 1.25·eps from a uniform start, kept in the
+        eps-ball and in [0, 1]."""
+        eps = self.adversarial_eps
+        delta = torch.empty_like(x).uniform_(-eps, eps).requires_grad_(True)
+        loss = F.cross_entropy(self(x + delta), labels)
+        (grad,) = torch.autograd.grad(loss, delta)
+        delta = (delta + 1.25 * eps * grad.sign()).clamp(-eps, eps)
+        return (x + delta.detach()).clamp(0, 1)
+
     def training_step(self, batch, _):
-        x = to01(batch[0])
+        x = self.through_vae(to01(batch[0]))
         if self.augment:
             x = self.perturb(x)
-        loss = F.cross_entropy(self(x), self.labels(batch[1]))
+        labels = self.labels(batch[1])
+        if self.adversarial_eps > 0:
+            x = self.adversarial(x, labels)
+        loss = F.cross_entropy(self(x), labels)
         self.log("train/loss", loss, prog_bar=True)
         return loss
 

@@ -1,0 +1,155 @@
+"""Robust gradients (issue 25): expectation over transformations, guide ensembles, the noise
+prior."""
+
+import math
+
+import pytest
+import torch
+from helpers import fit, items
+from test_module import doodl
+
+from doodl_pl.losses import (
+    EOT,
+    ClassifierLoss,
+    ColorLoss,
+    GuideEnsemble,
+    LossContext,
+    RandomViews,
+    chi_norm_nll,
+)
+from doodl_pl.optim import DoodlSGD
+from doodl_pl.utils.seeding import STREAM_CROPS, item_generator
+
+
+def gens(seeds, step=0):
+    return [item_generator(s, STREAM_CROPS, step, 0) for s in seeds]
+
+
+def test_views_are_keyed_by_the_item_seed_and_step():
+    views = RandomViews(copies=3, shift=0.125, blur=1.5, noise=0.05)
+    image = torch.rand(3, 16, 16)
+    a = views(image, gens([11])[0])
+    assert a.shape == (3, 3, 16, 16)
+    assert torch.equal(a, views(image, gens([11])[0]))  # same seed and step: same views
+    assert not torch.equal(a, views(image, gens([12])[0]))  # another item
+    assert not torch.equal(a, views(image, gens([11], step=1)[0]))  # another step
+    assert not torch.equal(a[0], a[1])  # the copies differ from each other
+    assert a.min() >= 0 and a.max() <= 1
+
+
+def test_views_of_an_item_do_not_depend_on_its_batch():
+    loss = EOT(ColorLoss((1.0, 0.2, 0.0)), copies=4, noise=0.05)
+    images = torch.rand(3, 3, 16, 16)
+    seeds = [5, 90_017, 31]
+    together = loss(images, LossContext({"seed": seeds}, gens(seeds)))
+    alone = loss(images[2:], LossContext({"seed": seeds[2:]}, gens(seeds[2:])))
+    assert torch.equal(together[2:], alone)
+
+
+def test_eot_is_the_mean_of_the_loss_over_the_views():
+    inner = ColorLoss((0.0, 0.0, 1.0), weight=3.0)
+    loss = EOT(inner, copies=5, shift=0.1, blur=1.0, noise=0.03)
+    images = torch.rand(2, 3, 12, 12)
+    got = loss(images, LossContext({}, gens([1, 2])))
+    views = RandomViews(copies=5, shift=0.1, blur=1.0, noise=0.03)
+    want = torch.stack(
+        [
+            3.0 * inner(views(im, g), LossContext()).mean()
+            for im, g in zip(images, gens([1, 2]), strict=True)
+        ]
+    )
+    assert torch.allclose(got, want, atol=1e-6)
+
+
+def test_eot_gradient_matches_finite_differences():
+    """The views are differentiable (shift, blur and noise are linear in the image away from
+    the clamp at 0 and 1): autograd against central differences, in float64."""
+    loss = EOT(ColorLoss((0.9, 0.1, 0.5)), copies=3, shift=0.1, blur=1.2, noise=0.01)
+    image = (0.3 + 0.4 * torch.rand(1, 3, 10, 10, dtype=torch.float64)).requires_grad_(True)
+
+    def f(x):
+        return loss(x, LossContext({}, gens([7])))[0]
+
+    assert torch.autograd.gradcheck(f, (image,), eps=1e-6, atol=1e-6)
+
+
+def test_eot_keeps_the_guide_score_of_the_image_itself(tiny_assets):
+    clf = ClassifierLoss("resnet10t", tiny_assets["classifier"], num_classes=5, target=2)
+    loss = EOT(clf, copies=2)
+    images = torch.rand(2, 3, 16, 16)
+    ctx = LossContext({"class_index": [2, 2]}, gens([3, 4]))
+    assert loss.score_name == "class_prob"
+    assert torch.equal(loss.guide_score(images, ctx), clf.guide_score(images, ctx))
+    assert not torch.allclose(loss(images, ctx), clf(images, ctx))  # the views change the loss
+    assert EOT(ColorLoss()).score_name is None
+
+
+@pytest.mark.parametrize(
+    ("kw", "needle"),
+    [({"copies": 0}, "`copies`"), ({"shift": 0.5}, "`shift`"), ({"blur": -1.0}, "`blur`")],
+)
+def test_eot_checks_its_arguments(kw, needle):
+    with pytest.raises(ValueError, match=needle):
+        EOT(ColorLoss(), **kw)
+
+
+def test_ensemble_reduces_the_members_and_scores_by_the_least(tiny_assets):
+    images = torch.rand(3, 3, 16, 16)
+    ctx = LossContext({"class_index": [1, 2, 4]})
+    a, b = ColorLoss((1.0, 0.0, 0.0), weight=2.0), ColorLoss((0.0, 1.0, 0.0))
+    la, lb = 2.0 * a(images, ctx), b(images, ctx)
+    assert torch.allclose(GuideEnsemble([a, b])(images, ctx), (la + lb) / 2)
+    assert torch.allclose(GuideEnsemble([a, b], "max")(images, ctx), torch.maximum(la, lb))
+    assert GuideEnsemble([a, b]).guide_score(images, ctx) is None
+
+    kw = dict(model_name="resnet10t", checkpoint_path=tiny_assets["classifier"], num_classes=5)
+    c32, c16 = ClassifierLoss(input_size=32, **kw), ClassifierLoss(input_size=16, **kw)
+    ensemble = GuideEnsemble([c32, c16])
+    assert ensemble.score_name == "class_prob"
+    s32, s16 = c32.guide_score(images, ctx), c16.guide_score(images, ctx)
+    assert not torch.allclose(s32, s16)
+    assert torch.equal(ensemble.guide_score(images, ctx), torch.minimum(s32, s16))
+    assert GuideEnsemble([c32, a]).score_name is None  # mixed kinds: no shared score
+
+
+def test_ensemble_checks_its_arguments():
+    with pytest.raises(ValueError, match="`losses`"):
+        GuideEnsemble([ColorLoss()])
+    with pytest.raises(ValueError, match="`reduction`"):
+        GuideEnsemble([ColorLoss(), ColorLoss()], reduction="min")
+
+
+def test_chi_norm_nll_minimum_and_gradient():
+    d = 4 * 8 * 8
+    z = torch.randn(3, 4, 8, 8, dtype=torch.float64)
+    typical = z / z.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * math.sqrt(d - 1)
+    assert torch.allclose(chi_norm_nll(typical), torch.zeros(3, dtype=torch.float64), atol=1e-9)
+    for scale in (0.8, 0.99, 1.01, 1.3):
+        assert (chi_norm_nll(typical * scale) > 0).all()
+    # ≈ (d − 1)·δ² near the shell
+    assert torch.allclose(
+        chi_norm_nll(typical * 1.01), torch.full((3,), (d - 1) * 1e-4).double(), rtol=0.02
+    )
+    z.requires_grad_(True)
+    (g,) = torch.autograd.grad(chi_norm_nll(z).sum(), z)
+    r2 = z.detach().flatten(1).pow(2).sum(1).view(-1, 1, 1, 1)
+    assert torch.allclose(g, z.detach() * (1 - (d - 1) / r2))
+
+
+def test_noise_prior_is_part_of_the_objective_and_pulls_the_norm_to_the_shell(
+    tiny_assets, tmp_path
+):
+    """With only the prior to follow (the guide's weight 0), the objective is the prior's
+    value and falls step by step; without it the objective is 0."""
+    sgd = lambda p: DoodlSGD(p, lr=0.05, clip=1.0, momentum=0.0)  # noqa: E731
+    kw = dict(loss=ColorLoss(weight=0.0), renormalize=False, perturb_std=0.0, optimizer=sgd)
+    rows = fit(doodl(tiny_assets, tmp_path / "p", prior=1.0, opt_steps=4, **kw), items(2))
+    for row in rows.values():
+        objective = row["objective"]
+        assert objective[0] > 0 and all(
+            b < a for a, b in zip(objective, objective[1:], strict=False)
+        )
+    rows = fit(doodl(tiny_assets, tmp_path / "n", opt_steps=2, **kw), items(2))
+    assert all(v == 0 for row in rows.values() for v in row["objective"])
+    with pytest.raises(ValueError, match="`prior`"):
+        doodl(tiny_assets, tmp_path, prior=-1.0)
