@@ -1,9 +1,12 @@
 #!/usr/bin/env python
-"""How far can a DOODL step go on the Shapes-64 text guide? The guide score along the loss
-gradient, its sign and a random direction, for each sampler (``doodl_pl.evaluation.landscape``).
+"""How far can a DOODL step go on a Shapes-64 guide? The score along the loss gradient, its sign
+and a random direction, for each sampler (``doodl_pl.diagnostics.landscape``).
 
     .venv/bin/python scripts/diagnose_doodl_landscape.py --n 16 --split tune \\
         --samplers edict bdia:1 bdia:0.5 --out outputs/landscape.json
+    # vocabulary: the step along a guide's gradient, scored by the held-out judge
+    .venv/bin/python scripts/diagnose_doodl_landscape.py --app vocabulary --guide robust \\
+        --score judge --samplers bdia:0.5 --out outputs/landscape/vocab_robust.json
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from doodl_pl.losses import CLIPTextLoss
 from doodl_pl.modules import DoodlModule
 from doodl_pl.shapes64.assets import CLIP, SD
 from doodl_pl.shapes64.benchmark import build_items
+from doodl_pl.shapes64.guides import GUIDES, judge_loss, vocabulary_guide
 
 
 def parse_sampler(text: str) -> tuple[str, float]:
@@ -32,7 +36,21 @@ def parse_sampler(text: str) -> tuple[str, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--n", type=int, default=16, help="text items")
+    p.add_argument("--app", default="text", choices=["text", "vocabulary"])
+    p.add_argument(
+        "--guide",
+        default="plain",
+        choices=GUIDES,
+        help="vocabulary: the guide whose gradient is followed",
+    )
+    p.add_argument(
+        "--score",
+        default="guide",
+        choices=["guide", "judge"],
+        help="vocabulary: score the moved starts with the guide's own loss or the\n"
+        "held-out judge's (the evaluation classifier's cross-entropy)",
+    )
+    p.add_argument("--n", type=int, default=16, help="items")
     p.add_argument("--split", default="tune", choices=["tune", "eval"])
     p.add_argument(
         "--samplers", nargs="+", type=parse_sampler, default=[("edict", 1.0), ("bdia", 1.0)]
@@ -47,18 +65,24 @@ def main() -> None:
     p.add_argument("--out", default="outputs/landscape.json")
     a = p.parse_args()
     out = Path(a.out)
-    items_file = build_items("text", a.n, a.split, out.parent / f"{out.stem}_items")
+    items_file = build_items(a.app, a.n, a.split, out.parent / f"{out.stem}_items")
     items = [json.loads(line) for line in items_file.read_text().splitlines()]
     backbone = StableDiffusion(pretrained=SD)
-    loss = CLIPTextLoss(models=[CLIP], n_cuts=8, min_cut=0.75)
+    if a.app == "text":
+        loss = CLIPTextLoss(models=[CLIP], n_cuts=8, min_cut=0.75)
+        scorer, what = loss, "CLIP loss with fixed cuts"
+    else:
+        loss = vocabulary_guide(a.guide)
+        scorer = judge_loss() if a.score == "judge" else loss
+        what = f"{a.score} cross-entropy of the target class, {a.guide} guide's gradient"
     report = {
         "command": "scripts/diagnose_doodl_landscape.py",
         "args": vars(a) | {"samplers": [f"{s}:{g:g}" for s, g in a.samplers]},
         "rows": [],
     }
     print(
-        f"{a.n} {a.split} text items, T = {a.T}, CFG {a.guidance_scale}; score = CLIP loss with "
-        "fixed cuts (lower is better); change = mean over items, improved = share that fell\n"
+        f"{a.n} {a.split} {a.app} items, T = {a.T}, CFG {a.guidance_scale}; score = {what} "
+        "(lower is better); change = mean over items, improved = share that fell\n"
     )
     print("| sampler | direction | " + " | ".join(f"a = {s:g}" for s in a.steps) + " |")
     print("|---|---|" + "---|" * len(a.steps))
@@ -68,17 +92,19 @@ def main() -> None:
             guidance_scale=a.guidance_scale, opt_steps=1,
         )  # fmt: skip
         judge = None
-        if a.judge_T is not None:
+        if a.judge_T is not None or scorer is not loss:
             judge = DoodlModule(
-                backbone=backbone, loss=[loss], num_inference_steps=a.judge_T, sampler=name,
-                gamma=gamma, guidance_scale=a.guidance_scale, opt_steps=1,
+                backbone=backbone, loss=[scorer], num_inference_steps=a.judge_T or a.T,
+                sampler=name, gamma=gamma, guidance_scale=a.guidance_scale, opt_steps=1,
             )  # fmt: skip
         t0 = time.time()
         with torch.no_grad():
             rows = line_probe(module, items, a.steps, a.directions, judge=judge)
         label = "EDICT" if name == "edict" else f"BDIA γ={gamma:g}"
-        if judge is not None:
+        if a.judge_T is not None:
             label += f", T={a.T} step scored at T={a.judge_T}"
+        if a.app == "vocabulary":
+            label += f", {a.guide} guide, {a.score} score"
         for kind in a.directions:
             cells = [r for r in rows if r["direction"] == kind]
             text = " | ".join(f"{r['change']:+.3f} ({r['improved']:.0%})" for r in cells)

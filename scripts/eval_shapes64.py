@@ -22,7 +22,15 @@ from doodl_pl.backbones import StableDiffusion
 from doodl_pl.evaluation.validity import Validity
 from doodl_pl.losses import AestheticLoss, ClipModel, ClipSpec
 from doodl_pl.shapes64 import quality
-from doodl_pl.shapes64.assets import CLIP, EVAL_CLASSIFIER, GUIDE_CLASSIFIER, HEAD, SD, available
+from doodl_pl.shapes64.assets import (
+    CLIP,
+    EVAL_CLASSIFIER,
+    GUIDE_CLASSIFIER,
+    HEAD,
+    ROBUST_CLASSIFIER,
+    SD,
+    available,
+)
 from doodl_pl.shapes64.benchmark import build_items
 from doodl_pl.shapes64.dataset import load_split
 
@@ -59,20 +67,27 @@ def part_vae_content(out: dict, a: argparse.Namespace) -> None:
 def part_classifiers(out: dict, a: argparse.Namespace) -> None:
     images, records = load_split("eval_one", a.n)
     shapes = [r["objects"][0]["shape"] for r in records]
+    # What the generator can draw at best: each render through the VAE (encode, decode).
+    sd = StableDiffusion(SD) if available()["vae"] else None
+    roundtrip = None if sd is None else quality.vae_roundtrip(sd, images)
     have = available()
     for name, spec, key in (
         ("guide_classifier", GUIDE_CLASSIFIER, "classifier"),
+        ("robust_classifier", ROBUST_CLASSIFIER, "classifier_robust"),
         ("eval_classifier", EVAL_CLASSIFIER, "eval_classifier"),
     ):
         if not have[key]:
             print(f"{name}: skipped, weights missing")
             continue
-        acc = quality.classifier_accuracy(
-            Validity(**spec, num_classes=9, input_size=64), images, shapes
-        )
+        net = Validity(**spec, num_classes=9, input_size=64)
+        acc = quality.classifier_accuracy(net, images, shapes)
         out[f"{name}_accuracy"] = acc.value
         target = " (target ≥ 0.97)" if name == "guide_classifier" else ""
         print(f"{name} accuracy on clean held-out renders: {acc}{target}")
+        if roundtrip is not None:
+            rt = quality.classifier_accuracy(net, roundtrip, shapes)
+            out[f"{name}_vae_roundtrip_accuracy"] = rt.value
+            print(f"{name} accuracy on the same renders after the VAE round trip: {rt}")
 
 
 def part_clip(out: dict, a: argparse.Namespace) -> None:

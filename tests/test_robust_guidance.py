@@ -13,6 +13,7 @@ from doodl_pl.losses import (
     ClassifierLoss,
     ColorLoss,
     GuideEnsemble,
+    ImageLoss,
     LossContext,
     RandomViews,
     chi_norm_nll,
@@ -153,3 +154,54 @@ def test_noise_prior_is_part_of_the_objective_and_pulls_the_norm_to_the_shell(
     assert all(v == 0 for row in rows.values() for v in row["objective"])
     with pytest.raises(ValueError, match="`prior`"):
         doodl(tiny_assets, tmp_path, prior=-1.0)
+
+
+class _FixedGuide(ImageLoss):
+    score_name = "class_prob"
+
+    def __init__(self, probs):
+        super().__init__()
+        self.probs = torch.tensor(probs)
+        self.seen = 0
+
+    def guide_score(self, images, ctx):
+        out = self.probs[self.seen : self.seen + images.shape[0]]
+        self.seen += images.shape[0]
+        return out
+
+
+class _FixedJudge:
+    def __init__(self, preds):
+        self.preds = torch.tensor(preds)
+
+    def predict(self, images):
+        return self.preds
+
+
+def test_agreement_against_a_hand_count():
+    from doodl_pl.shapes64.agreement import agreement, markdown_rows
+
+    targets = [6, 7, 8, 6, 7, 8]
+    # accepted at 0.9: images 0, 2, 3, 5; the judge reads 2 and 5 wrong
+    guide = _FixedGuide([0.95, 0.2, 0.91, 0.99, 0.5, 0.95])
+    judge = _FixedJudge([6, 7, 0, 6, 1, 1])
+    rows = agreement(torch.zeros(6, 3, 4, 4), targets, {"g": guide}, (0.9,), judge, batch=4)
+    assert rows[0] == {"guide": "judge", "valid": pytest.approx(3 / 6), "n": 6}
+    row = rows[1]
+    assert row["accepted"] == pytest.approx(4 / 6)
+    assert row["hacking"]["value"] == pytest.approx(0.5) and row["hacking"]["n"] == 4
+    assert row["accepted_valid"] == pytest.approx(2 / 6)
+    assert "| g | 0.9 | 0.667 | 0.50" in markdown_rows(rows)
+    with pytest.raises(ValueError, match="class_prob"):
+        agreement(torch.zeros(1, 3, 4, 4), [0], {"c": ColorLoss()}, (0.9,), judge)
+
+
+def test_the_adversarially_trained_timm_guides_the_readme_names_exist():
+    import re
+
+    import timm
+    from helpers import ROOT
+
+    named = re.findall(r"`([\w.]+_adv_in1k)`", (ROOT / "README.md").read_text())
+    assert len(named) >= 2
+    assert set(named) <= set(timm.list_pretrained("*adv*"))

@@ -54,3 +54,15 @@ def test_best_point_is_the_highest_mean_headline_rate_first_of_equals():
     assert pick_best({"first": 0.4, "second": 0.4}) == "first"
     with pytest.raises(ValueError, match="empty"):
         pick_best({})
+
+
+def test_variant_values_may_be_yaml_with_commas_of_their_own():
+    from doodl_pl.shapes64.harness import parse_variants
+
+    got = parse_variants(
+        ["e:doodl:opt_steps=3,loss=[{class_path: a.B, init_args: {x: 1, y: [2, 3]}}],prior=0.1"]
+    )
+    loss = [{"class_path": "a.B", "init_args": {"x": 1, "y": [2, 3]}}]
+    assert got == [("e", "doodl", {"opt_steps": 3, "loss": loss, "prior": 0.1})]
+    with pytest.raises(SystemExit, match="NAME:METHOD"):
+        parse_variants(["e:doodl:opt_steps"])

@@ -5,12 +5,26 @@ from __future__ import annotations
 from ..hub import ASSETS
 from ..losses.clip_models import ClipSpec
 
-__all__ = ["CLIP", "EVAL_CLASSIFIER", "GUIDE_CLASSIFIER", "HEAD", "SD", "available"]
+__all__ = [
+    "CLIP",
+    "EVAL_CLASSIFIER",
+    "GUIDE_CLASSIFIER",
+    "HEAD",
+    "ROBUST_CLASSIFIER",
+    "SD",
+    "available",
+]
 
 ROOT = ASSETS / "shapes64"
 SD = "shapes64/sd"
 CLIP = ClipSpec("shapes64/clip/shapes64-clip.json", "shapes64/clip/shapes64-clip.safetensors")
 GUIDE_CLASSIFIER = {"model_name": "resnet10t", "checkpoint_path": "shapes64/classifier.safetensors"}
+#: The robust guide option (issue 25): the guide's architecture trained on VAE round trips with
+#: shifts, blur and noise (configs/shapes64/train_classifier_robust.yaml).
+ROBUST_CLASSIFIER = {
+    "model_name": "resnet10t",
+    "checkpoint_path": "shapes64/classifier_robust.safetensors",
+}
 EVAL_CLASSIFIER = {
     "model_name": "regnetx_002",
     "checkpoint_path": "shapes64/eval_classifier.safetensors",
@@ -21,6 +35,7 @@ FILES = {
     "vae": ROOT / "sd" / "vae" / "diffusion_pytorch_model.safetensors",
     "clip": ROOT / "clip" / "shapes64-clip.safetensors",
     "classifier": ROOT / "classifier.safetensors",
+    "classifier_robust": ROOT / "classifier_robust.safetensors",
     "eval_classifier": ROOT / "eval_classifier.safetensors",
     "aesthetic": ROOT / "aesthetic_head.safetensors",
 }

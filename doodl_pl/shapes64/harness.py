@@ -64,13 +64,27 @@ def parse_sets(values: list[str]) -> dict[str, dict[str, object]]:
     return out
 
 
+def split_top(text: str, sep: str = ",") -> list[str]:
+    """``text`` split at ``sep`` outside YAML brackets and braces (``a=1,loss=[{x: 1, y: 2}]``
+    → ``["a=1", "loss=[{x: 1, y: 2}]"]``)."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch in "[{") - (ch in "]}")
+        if ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return parts + [text[start:]]
+
+
 def parse_variants(values: list[str]) -> list[tuple[str, str, dict[str, object]]]:
-    """``NAME:METHOD:KEY=VALUE[,KEY=VALUE...]`` → ``[(name, method, {key: value})]``."""
+    """``NAME:METHOD:KEY=VALUE[,KEY=VALUE...]`` → ``[(name, method, {key: value})]``; a value
+    may be a YAML list or mapping with commas of its own."""
     out = []
     for v in values:
         try:
             name, method, rest = v.split(":", 2)
-            over = {k: yaml.safe_load(x) for k, x in (kv.split("=", 1) for kv in rest.split(","))}
+            pairs = (kv.split("=", 1) for kv in split_top(rest))
+            over = {k.strip(): yaml.safe_load(x) for k, x in pairs}
         except ValueError:
             msg = f"--variant {v!r}: expected NAME:METHOD:KEY=VALUE[,KEY=VALUE], e.g. "
             raise SystemExit(msg + "doodl_bdia:doodl:sampler=bdia,num_inference_steps=20") from None

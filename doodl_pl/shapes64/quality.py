@@ -42,6 +42,7 @@ __all__ = [
     "to_uint8",
     "vae_content_kept",
     "vae_psnr",
+    "vae_roundtrip",
 ]
 
 
@@ -71,6 +72,15 @@ def judge(spec: dict | None = None) -> Shapes64Checks:
     weights; default the shipped one)."""
     spec = spec or EVAL_CLASSIFIER
     return Shapes64Checks(Validity(**spec, num_classes=len(SHAPES), input_size=64))
+
+
+@torch.no_grad()
+def vae_roundtrip(sd: StableDiffusion, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Each uint8 render through the VAE (posterior mean, decode), as uint8 again."""
+    x = to_tensor(images)
+    return np.concatenate(
+        [to_uint8(sd.decode(sd.encode(x[i : i + batch]))) for i in range(0, len(x), batch)]
+    )
 
 
 @torch.no_grad()

@@ -1,0 +1,35 @@
+"""The Shapes-64 vocabulary guides by name: the shipped classifier, the robust one, the shipped
+one under expectation over transformations, and the two as an ensemble (issue 25)."""
+
+from __future__ import annotations
+
+from ..losses import EOT, ClassifierLoss, GuideEnsemble, ImageLoss
+from .assets import EVAL_CLASSIFIER, GUIDE_CLASSIFIER, ROBUST_CLASSIFIER
+from .world import SHAPES
+
+__all__ = ["GUIDES", "classifier", "judge_loss", "vocabulary_guide"]
+
+GUIDES = ("plain", "robust", "eot", "ensemble")
+
+
+def classifier(spec: dict) -> ClassifierLoss:
+    """A Shapes-64 classifier (``{model_name, checkpoint_path}``) as a guide loss."""
+    return ClassifierLoss(**spec, num_classes=len(SHAPES), input_size=64).eval()
+
+
+def judge_loss() -> ClassifierLoss:
+    """The held-out judge (the evaluation classifier) as a loss: its cross-entropy."""
+    return classifier(EVAL_CLASSIFIER)
+
+
+def vocabulary_guide(kind: str) -> ImageLoss:
+    """The guide ``kind`` (one of :data:`GUIDES`)."""
+    if kind not in GUIDES:
+        raise ValueError(f"guide must be one of {GUIDES}, got {kind!r}")
+    if kind == "robust":
+        return classifier(ROBUST_CLASSIFIER)
+    if kind == "eot":
+        return EOT(classifier(GUIDE_CLASSIFIER), copies=4)
+    if kind == "ensemble":
+        return GuideEnsemble([classifier(GUIDE_CLASSIFIER), classifier(ROBUST_CLASSIFIER)])
+    return classifier(GUIDE_CLASSIFIER)
