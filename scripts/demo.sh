@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The offline Shapes-64 demo: vanilla EDICT vs DOODL on the same prompts and seeds, then a
+# The offline Shapes-64 demo: vanilla sampling vs DOODL on the same prompts and seeds, then a
 # side-by-side grid.   Usage: bash scripts/demo.sh [text|vocabulary|personalization|aesthetic]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +17,7 @@ export PYTHONWARNINGS=ignore
 .venv/bin/doodl-pl fit --config "configs/demo/${app}_vanilla.yaml"
 .venv/bin/doodl-pl fit --config "configs/demo/${app}.yaml"
 grid=$(.venv/bin/doodl-pl grid "outputs/demo/${app}_vanilla" "outputs/demo/${app}" \
-  --labels "vanilla EDICT" "DOODL" --out "outputs/demo/${app}_grid.png")
+  --labels "vanilla" "DOODL" --out "outputs/demo/${app}_grid.png")
 echo
 echo "Vanilla images:     outputs/demo/${app}_vanilla/images/"
 echo "DOODL images:       outputs/demo/${app}/images/  (trajectories: outputs/demo/${app}/trajectories/)"

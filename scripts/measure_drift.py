@@ -65,7 +65,7 @@ def main() -> None:
             }  # fmt: skip
             cfg = method_config(
                 "text", "doodl", items, out, batch_size=a.items, overrides=over,
-                config_dir=ROOT / "configs" / "demo",
+                config_dir=ROOT / "configs" / "benchmark",
             )  # fmt: skip
             cfg["data"]["init_args"]["limit"] = a.items
             path = Path(tmp) / f"run{k}.yaml"

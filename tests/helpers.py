@@ -123,29 +123,7 @@ def tinify(
         m["match_opt_steps"] = 1
         m["candidate_batch"] = 2
     for loss in m.get("loss") or []:
-        ia = loss.setdefault("init_args", {})
-        if "models" in ia:
-            ia["models"] = [
-                {
-                    "name": assets["clip_cfg"],
-                    "pretrained": assets["clip_w"],
-                    "weight": spec.get("weight", 1.0),
-                }
-                for spec in ia["models"]
-            ]
-            ia["n_cuts"] = 2
-            ia["min_cut"] = 0.5  # the tiny CLIP's input is the image's size: make real cuts
-        if "clip" in ia:
-            ia["clip"] = {"name": assets["clip_cfg"], "pretrained": assets["clip_w"]}
-        if "head_path" in ia:
-            ia["head_path"] = assets["head"]
-        if "checkpoint_path" in ia:
-            ia.update(
-                model_name="resnet10t",
-                checkpoint_path=assets["classifier"],
-                num_classes=5,
-                input_size=32,
-            )
+        _tiny_loss(loss, assets)
     trainer = cfg.setdefault("trainer", {})
     trainer["accelerator"] = "cpu"
     trainer["enable_progress_bar"] = False
@@ -177,3 +155,33 @@ def tinify(
     path = out.parent / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+def _tiny_loss(loss: dict, assets: dict[str, str]) -> None:
+    """A loss spec pointed at the tiny components, wrapped losses (``EOT``'s ``loss``,
+    ``GuideEnsemble``'s ``losses``) included."""
+    ia = loss.setdefault("init_args", {})
+    for inner in ([ia["loss"]] if isinstance(ia.get("loss"), dict) else []) + ia.get("losses", []):
+        _tiny_loss(inner, assets)
+    if "models" in ia:
+        ia["models"] = [
+            {
+                "name": assets["clip_cfg"],
+                "pretrained": assets["clip_w"],
+                "weight": spec.get("weight", 1.0),
+            }
+            for spec in ia["models"]
+        ]
+        ia["n_cuts"] = 2
+        ia["min_cut"] = 0.5  # the tiny CLIP's input is the image's size: make real cuts
+    if "clip" in ia:
+        ia["clip"] = {"name": assets["clip_cfg"], "pretrained": assets["clip_w"]}
+    if "head_path" in ia:
+        ia["head_path"] = assets["head"]
+    if "checkpoint_path" in ia:
+        ia.update(
+            model_name="resnet10t",
+            checkpoint_path=assets["classifier"],
+            num_classes=5,
+            input_size=32,
+        )

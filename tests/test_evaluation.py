@@ -331,6 +331,9 @@ def test_method_configs_parse_for_every_app_and_method(tmp_path, capsys):
             )  # fmt: skip
             if method != "doodl":
                 assert "opt_steps" not in cfg["model"]["init_args"]
+            base = yaml.safe_load((ROOT / "configs" / "benchmark" / f"{app}.yaml").read_text())
+            # the frozen protocol, not the demo: every guide the benchmark's commands assume
+            assert cfg["model"]["init_args"]["loss"] == base["model"]["init_args"]["loss"]
             with pytest.raises(SystemExit) as done:  # the CLI accepts what the benchmark writes
                 main(["fit", "--config", str(path), "--print_config"])
             assert done.value.code in (0, None)
@@ -347,8 +350,8 @@ def test_best_of_n_follows_doodls_final_settings_and_counted_calls(tmp_path):
         cfg = method_config("text", "best_of_n", tmp_path / "i.jsonl", tmp_path / "o", **kw)
         return cfg["model"]["init_args"]
 
-    demo = yaml.safe_load((ROOT / "configs" / "demo" / "text.yaml").read_text())
-    m = demo["model"]["init_args"]["opt_steps"]
+    base = yaml.safe_load((ROOT / "configs" / "benchmark" / "text.yaml").read_text())
+    m = base["model"]["init_args"]["opt_steps"]
     assert n_of()["n_candidates"] == 3 * m + 1
     assert n_of(doodl_overrides={"opt_steps": 8})["n_candidates"] == 25
     assert n_of(doodl_overrides={"opt_steps": 8, "init_candidates": 9})["n_candidates"] == 34

@@ -27,6 +27,7 @@ __all__ = [
     "GUIDE_ACCEPTS",
     "MATCH_TOLERANCE",
     "METHODS",
+    "BASE_CONFIGS",
     "OFFSET",
     "accepted_args",
     "build_items",
@@ -48,6 +49,9 @@ GUIDE_ACCEPTS: dict[str, tuple[dict[str, float], str]] = {
     "vocabulary": ({"guide_class_prob": 0.9}, "validity"),
 }
 OFFSET = 600_000
+#: The benchmark's base configs (the protocol, frozen; in an editable install). The demo configs
+#: in configs/demo move to the best measured settings.
+BASE_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "benchmark"
 REFERENCES_PER_CLASS = 64
 
 
@@ -229,7 +233,7 @@ def _set(args: dict[str, Any], overrides: dict[str, Any] | None) -> None:
         node[int(last) if isinstance(node, list) else last] = value
 
 
-def _demo_args(app: str, config_dir: str | Path) -> dict[str, Any]:
+def _base_args(app: str, config_dir: str | Path) -> dict[str, Any]:
     cfg = yaml.safe_load((Path(config_dir) / f"{app}.yaml").read_text())
     return copy.deepcopy(cfg["model"]["init_args"])
 
@@ -301,22 +305,23 @@ def method_config(
     accelerator: str = "cpu",
     batch_size: int = 8,
     overrides: dict[str, Any] | None = None,
-    config_dir: str | Path = "configs/demo",
+    config_dir: str | Path | None = None,
     doodl_overrides: dict[str, Any] | None = None,
     match_calls: float | None = None,
 ) -> dict[str, Any]:
-    """The run config of ``method`` on ``app``: the demo config's backbone, loss and sampling
-    settings, the method's own keys, and ``overrides`` (dotted keys under ``model.init_args``).
+    """The run config of ``method`` on ``app``: the base config's (``config_dir``, the frozen
+    protocol in configs/benchmark) backbone, loss and sampling settings, the method's own keys, and ``overrides`` (dotted keys under ``model.init_args``).
 
     Best-of-N's N matches DOODL's UNet calls per item unless ``overrides`` set
     ``n_candidates`` or ``match_opt_steps``: from ``match_calls`` (a DOODL run's counted calls) when given, else from
-    DOODL's final settings (the demo config with ``doodl_overrides``).
+    DOODL's final settings (the base config with ``doodl_overrides``).
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {METHODS}")
     from .. import modules
 
-    args = _demo_args(app, config_dir)
+    config_dir = config_dir or BASE_CONFIGS
+    args = _base_args(app, config_dir)
     cls = {
         "vanilla": "VanillaModule",
         "one_step": "OneStepGuidanceModule",
@@ -334,7 +339,7 @@ def method_config(
         if match_calls is not None:
             args["n_candidates"] = max(1, round(match_calls / candidate_calls(args)))
         else:
-            doodl = _demo_args(app, config_dir)
+            doodl = _base_args(app, config_dir)
             _set(doodl, doodl_overrides)
             args["n_candidates"] = matched_candidates(doodl, edits=app == "aesthetic")
     args["output_dir"] = str(output_dir)

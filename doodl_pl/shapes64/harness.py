@@ -35,6 +35,7 @@ from ..evaluation.results import budget_curve
 from ..outputs import settings_changes
 from .benchmark import (
     APPS,
+    BASE_CONFIGS,
     GUIDE_ACCEPTS,
     METHODS,
     build_items,
@@ -47,9 +48,6 @@ from .evaluation import eval_config
 from .tuning import HEADLINE, grid_points, parse_grid, pick_best, tuning_score
 
 __all__ = ["main", "parse_sets", "parse_variants", "parser", "run_method"]
-
-# The repository's demo configs (an editable install; elsewhere pass --config-dir).
-DEMO_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"
 
 
 def parse_sets(values: list[str]) -> dict[str, dict[str, object]]:
@@ -206,8 +204,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--curve", nargs="*", default=[], metavar="METRIC",
                    help="plot METRIC against UNet calls, a line per method; runs named\n"
                    "FAMILY@LABEL (e.g. --variant doodl@m2:doodl:opt_steps=2) join FAMILY's line")  # fmt: skip
-    p.add_argument("--config-dir", default=str(DEMO_CONFIGS),
-                   help="the demo configs each method's run starts from")  # fmt: skip
+    p.add_argument("--config-dir", default=str(BASE_CONFIGS),
+                   help="the base configs each method's run starts from (configs/benchmark)")  # fmt: skip
     return p
 
 
