@@ -149,3 +149,16 @@ def test_analysis_recovers_ground_truth_on_exact_renders():
             a, b = scene.objects
             relations += relation_of(by[a.color], by[b.color]) == scene.relation
     assert colors / n >= 0.98 and outlines / n >= 0.97 and relations == twos
+
+
+def test_a_split_never_reads_another_splits_cache(tmp_path):
+    """``train_*`` also matches ``train_one_<n>``: the cache of split ``train`` must not be
+    taken from split ``train_one`` (one-object scenes only)."""
+    from doodl_pl.shapes64.dataset import load_split
+
+    one, _ = load_split("train_one", 30, workers=1, root=tmp_path)
+    images, records = load_split("train", 24, workers=1, root=tmp_path)
+    assert any(len(r["objects"]) == 2 for r in records)
+    assert not np.array_equal(images, one[:24])
+    again, _ = load_split("train", 12, workers=1, root=tmp_path)  # a larger cache of its own
+    assert np.array_equal(again, images[:12])

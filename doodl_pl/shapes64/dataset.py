@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -47,10 +48,12 @@ def load_split(name: str, n: int, workers: int = 2, root: Path | None = None):
     root = root or cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     stem = root / f"{name}_{n}"
+    # Exactly `<name>_<n>`: "train_*" also matches "train_one_20000", another split's cache.
+    pattern = re.compile(rf"{re.escape(name)}_(\d+)")
     cached = sorted(
-        (int(p.stem.rsplit("_", 1)[1]), p.with_suffix(""))
+        (int(m.group(1)), p.with_suffix(""))
         for p in root.glob(f"{name}_*.npz")
-        if p.stem.rsplit("_", 1)[1].isdigit() and p.with_suffix(".jsonl").is_file()
+        if (m := pattern.fullmatch(p.stem)) and p.with_suffix(".jsonl").is_file()
     )
     for size, path in cached:
         if size >= n:  # a larger cache of the same split starts with the same seeds
