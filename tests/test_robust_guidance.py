@@ -1,6 +1,7 @@
 """Robust gradients (issue 25): expectation over transformations, guide ensembles, the noise
 prior."""
 
+import json
 import math
 
 import pytest
@@ -205,3 +206,18 @@ def test_the_adversarially_trained_timm_guides_the_readme_names_exist():
     named = re.findall(r"`([\w.]+_adv_in1k)`", (ROOT / "README.md").read_text())
     assert len(named) >= 2
     assert set(named) <= set(timm.list_pretrained("*adv*"))
+
+
+def test_base_rates_against_a_hand_count(tmp_path):
+    from doodl_pl.shapes64.rarity import base_rates, word_items
+
+    rates = base_rates(["circle", "circle", "polygon", "circle", "polygon"], [0, 8, 7, 8, 7])
+    assert rates["circle"][0] == pytest.approx(1 / 3) and rates["circle"][8] == pytest.approx(2 / 3)
+    assert rates["polygon"][7] == 1.0 and rates["polygon"].sum() == pytest.approx(1.0)
+    a = word_items("tune", 3, tmp_path / "a.jsonl", words=("circle", "polygon")).read_text()
+    b = word_items("tune", 3, tmp_path / "b.jsonl", words=("circle", "polygon")).read_text()
+    rows = [json.loads(line) for line in a.splitlines()]
+    assert a == b and len(rows) == 6 and len({r["seed"] for r in rows}) == 6
+    assert rows[0]["prompt"].endswith("circle") and rows[3]["prompt"].endswith("polygon")
+    e = word_items("eval", 3, tmp_path / "e.jsonl", words=("circle",)).read_text()
+    assert not {r["seed"] for r in rows} & {json.loads(x)["seed"] for x in e.splitlines()}

@@ -1,0 +1,47 @@
+"""How often does the model draw each class under each prompt word? The generator's confusion
+matrix, read by the judge on vanilla draws: the base rate of every (prompt word, target class)
+pair, from which target sets of any rarity are built (issue 25 #4: "a red circle" aimed at an
+octagon is rare if the model draws octagons for "circle" 3 % of the time)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .benchmark import OFFSET, _phrase
+from .dataset import SPLITS
+from .world import SHAPE_WORD, SHAPES, sample_scene
+
+__all__ = ["WORDS", "base_rates", "word_items"]
+
+#: Every prompt word of the world (the hidden classes share "polygon").
+WORDS = tuple(dict.fromkeys(SHAPE_WORD.values()))
+#: Seeds of the scan, apart from every benchmark application's.
+SCAN_OFFSET = OFFSET + 400_000
+
+
+def word_items(split: str, per_word: int, out: Path, words: tuple[str, ...] = WORDS) -> Path:
+    """``per_word`` items per word, ``"a {color} {word}"`` with each seed's own color; no
+    target (the judge's reading is the result)."""
+    start = SPLITS[f"{split}_one"][0] + SCAN_OFFSET
+    rows = []
+    for w, word in enumerate(words):
+        for i in range(per_word):
+            seed = start + 1000 * w + i
+            color = sample_scene(seed, n_objects=1).objects[0].color
+            rows.append({"id": f"{word}_{i:03d}", "prompt": _phrase(color, word), "seed": seed})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out
+
+
+def base_rates(words: list[str], predicted: list[int]) -> dict[str, np.ndarray]:
+    """Per prompt word, the share of its draws the judge reads as each class (a row of
+    ``len(SHAPES)`` summing to 1)."""
+    out: dict[str, np.ndarray] = {}
+    for word in dict.fromkeys(words):
+        pred = np.array([p for w, p in zip(words, predicted, strict=True) if w == word])
+        out[word] = np.bincount(pred, minlength=len(SHAPES)) / max(1, len(pred))
+    return out
