@@ -4,6 +4,9 @@
 sweep's target sets are chosen from this table (on the tune split).
 
     .venv/bin/python scripts/rarity_scan.py --split tune --per-word 64 --out outputs/rarity_tune
+    # one rarity bin: rejection sampling, DOODL and the hybrid on (word, class) pairs
+    .venv/bin/python scripts/rarity_scan.py --sweep diamond:pentagon,cross:star,circle:hexagon \\
+        --split eval --n 48 --out outputs/rare_eval
 """
 
 from __future__ import annotations
@@ -17,9 +20,9 @@ import yaml
 from doodl_pl.evaluation import load_run
 from doodl_pl.evaluation.validity import Validity
 from doodl_pl.main import main as doodl_main
-from doodl_pl.shapes64.assets import EVAL_CLASSIFIER
+from doodl_pl.shapes64.assets import EVAL_CLASSIFIER, ROBUST_CLASSIFIER
 from doodl_pl.shapes64.benchmark import method_config
-from doodl_pl.shapes64.rarity import base_rates, word_items
+from doodl_pl.shapes64.rarity import base_rates, parse_pairs, target_items, word_items
 from doodl_pl.shapes64.world import SHAPES
 
 
@@ -27,9 +30,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--split", default="tune", choices=["tune", "eval"])
     p.add_argument("--per-word", type=int, default=64, help="vanilla draws per prompt word")
+    p.add_argument("--sweep", default=None, metavar="WORD:CLASS,...",
+                   help="instead of the scan: run rejection sampling, DOODL (EOT of the robust\n"
+                   "guide) and the hybrid on --n items of these pairs and evaluate them")  # fmt: skip
+    p.add_argument("--n", type=int, default=48, help="--sweep items")
     p.add_argument("--out", default="outputs/rarity")
     a = p.parse_args()
     out = Path(a.out)
+    if a.sweep:
+        sweep(a, out)
+        return
     items = word_items(a.split, a.per_word, out / "items.jsonl")
     run_dir = out / "vanilla"
     over = {"sampler": "bdia", "gamma": 0.5, "num_inference_steps": 20, "loss": None}
@@ -54,6 +64,33 @@ def main() -> None:
     }
     (out / "rarity.json").write_text(json.dumps(report, indent=1))
     print(f"\nwrote {out / 'rarity.json'}")
+
+
+def sweep(a: argparse.Namespace, out: Path) -> None:
+    """The settings of docs/benchmarks.md's "chosen options on the eval split", 500 UNet calls
+    at most per item, every method stopping at a target probability of 0.9."""
+    items = target_items(parse_pairs(a.sweep), a.n, a.split, out / "items.jsonl")
+    guide = {"class_path": "doodl_pl.losses.ClassifierLoss",
+             "init_args": {**ROBUST_CLASSIFIER, "num_classes": len(SHAPES), "input_size": 64}}  # fmt: skip
+    eot = {"class_path": "doodl_pl.losses.EOT", "init_args": {"loss": guide, "copies": 4}}
+    chain = {"sampler": "bdia", "num_inference_steps": 20, "accept": {"class_prob": 0.9}}
+    doodl = chain | {"loss": [eot], "opt_steps": 8, "optimizer.init_args.lr": 0.5,
+                     "optimizer.init_args.clip": 0.3}  # fmt: skip
+    runs = {
+        "rejection_sampling": ("best_of_n", chain | {"loss": [guide], "gamma": 0.5,
+                               "candidate_batch": 1, "n_candidates": 25}),
+        "doodl": ("doodl", doodl),
+        "hybrid": ("doodl", doodl | {"init_candidates": 9, "opt_steps": 5}),
+    }  # fmt: skip
+    for name, (method, over) in runs.items():
+        run_dir = out / name
+        cfg = method_config("vocabulary", method, items, run_dir, batch_size=8, overrides=over)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "run.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+        doodl_main(["fit", "--config", str(run_dir / "run.yaml")])
+    doodl_main(["evaluate", *(str(out / n) for n in runs), "--names", *runs, "--items",
+                str(items), "--accept", "guide_class_prob=0.9", "--judge", "validity",
+                "--out", str(out / "evaluation")])  # fmt: skip
 
 
 if __name__ == "__main__":

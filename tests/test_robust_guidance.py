@@ -221,3 +221,25 @@ def test_base_rates_against_a_hand_count(tmp_path):
     assert rows[0]["prompt"].endswith("circle") and rows[3]["prompt"].endswith("polygon")
     e = word_items("eval", 3, tmp_path / "e.jsonl", words=("circle",)).read_text()
     assert not {r["seed"] for r in rows} & {json.loads(x)["seed"] for x in e.splitlines()}
+
+
+def test_target_sets_name_their_pairs_and_keep_to_their_split(tmp_path):
+    from doodl_pl.shapes64.dataset import SPLITS
+    from doodl_pl.shapes64.rarity import parse_pairs, target_items
+    from doodl_pl.shapes64.world import SHAPES
+
+    pairs = parse_pairs("diamond:pentagon, cross:star")
+    assert pairs == [("diamond", "pentagon"), ("cross", "star")]
+    rows = [
+        json.loads(x)
+        for x in target_items(pairs, 5, "eval", tmp_path / "i.jsonl").read_text().splitlines()
+    ]
+    assert [r["class_index"] for r in rows] == [
+        SHAPES.index(s) for s in ("pentagon", "star") * 2 + ("pentagon",)
+    ]
+    assert all(r["prompt"].endswith(r["word"]) for r in rows)
+    first, nxt = SPLITS["eval_one"][0], SPLITS["eval_two"][0]
+    assert all(first <= r["seed"] < nxt for r in rows)
+    for bad in ("square:polygon", "hexagon:circle", "circle"):
+        with pytest.raises(ValueError, match="WORD:CLASS"):
+            parse_pairs(bad)

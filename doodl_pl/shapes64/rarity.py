@@ -14,12 +14,12 @@ from .benchmark import OFFSET, _phrase
 from .dataset import SPLITS
 from .world import SHAPE_WORD, SHAPES, sample_scene
 
-__all__ = ["WORDS", "base_rates", "word_items"]
+__all__ = ["WORDS", "base_rates", "parse_pairs", "target_items", "word_items"]
 
 #: Every prompt word of the world (the hidden classes share "polygon").
 WORDS = tuple(dict.fromkeys(SHAPE_WORD.values()))
 #: Seeds of the scan, apart from every benchmark application's.
-SCAN_OFFSET = OFFSET + 400_000
+SCAN_OFFSET = OFFSET + 200_000  # below the next split's first seed (1 000 000 apart)
 
 
 def word_items(split: str, per_word: int, out: Path, words: tuple[str, ...] = WORDS) -> Path:
@@ -44,4 +44,42 @@ def base_rates(words: list[str], predicted: list[int]) -> dict[str, np.ndarray]:
     for word in dict.fromkeys(words):
         pred = np.array([p for w, p in zip(words, predicted, strict=True) if w == word])
         out[word] = np.bincount(pred, minlength=len(SHAPES)) / max(1, len(pred))
+    return out
+
+
+def parse_pairs(text: str) -> list[tuple[str, str]]:
+    """``"diamond:pentagon,cross:diamond"`` → ``[("diamond", "pentagon"), ("cross", "diamond")]``
+    (prompt word, target class)."""
+    pairs = []
+    for part in text.split(","):
+        word, _, target = part.strip().partition(":")
+        if word not in WORDS or target not in SHAPES:
+            raise ValueError(
+                f"target pair {part!r}: expected WORD:CLASS with WORD in {WORDS} and CLASS in "
+                f"{SHAPES}"
+            )
+        pairs.append((word, target))
+    return pairs
+
+
+def target_items(pairs: list[tuple[str, str]], n: int, split: str, out: Path) -> Path:
+    """``n`` items cycling through ``pairs``: ``"a {color} {word}"`` with each seed's colour and
+    the pair's class as ``class_index`` (the guide's target, the judge's validity)."""
+    start = SPLITS[f"{split}_one"][0] + SCAN_OFFSET + 50_000
+    rows = []
+    for i in range(n):
+        word, target = pairs[i % len(pairs)]
+        seed = start + i
+        color = sample_scene(seed, n_objects=1).objects[0].color
+        rows.append(
+            {
+                "id": f"rare_{i:03d}",
+                "prompt": _phrase(color, word),
+                "seed": seed,
+                "class_index": SHAPES.index(target),
+                "word": word,
+            }
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return out
