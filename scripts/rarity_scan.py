@@ -18,10 +18,10 @@ from pathlib import Path
 import yaml
 
 from doodl_pl.evaluation import load_run
-from doodl_pl.evaluation.validity import Validity
 from doodl_pl.main import main as doodl_main
-from doodl_pl.shapes64.assets import EVAL_CLASSIFIER, ROBUST_CLASSIFIER
+from doodl_pl.shapes64.assets import ROBUST_CLASSIFIER
 from doodl_pl.shapes64.benchmark import method_config
+from doodl_pl.shapes64.guides import validity
 from doodl_pl.shapes64.rarity import base_rates, parse_pairs, target_items, word_items
 from doodl_pl.shapes64.world import SHAPES
 
@@ -48,7 +48,7 @@ def main() -> None:
     (run_dir / "run.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     doodl_main(["fit", "--config", str(run_dir / "run.yaml")])  # resumes a killed run
     run = load_run(run_dir, items)
-    judge = Validity(**EVAL_CLASSIFIER, num_classes=len(SHAPES), input_size=64)
+    judge = validity()
     words = [r["id"].rsplit("_", 1)[0] for r in run.rows]
     rates = base_rates(words, judge.predict(run.tensor()).tolist())
     print(f"\nShare of {a.per_word} vanilla draws (BDIA γ 0.5, T 20, {a.split} seeds) the judge reads "

@@ -66,3 +66,8 @@ def test_variant_values_may_be_yaml_with_commas_of_their_own():
     assert got == [("e", "doodl", {"opt_steps": 3, "loss": loss, "prior": 0.1})]
     with pytest.raises(SystemExit, match="NAME:METHOD"):
         parse_variants(["e:doodl:opt_steps"])
+
+
+def test_grid_values_may_be_yaml_with_commas_of_their_own():
+    grid = parse_grid(["doodl:loss=[{a: 1, b: 2}],[{a: 3}]", "doodl:gamma=0.5,1"])
+    assert grid == {"doodl": {"loss": [[{"a": 1, "b": 2}], [{"a": 3}]], "gamma": [0.5, 1]}}

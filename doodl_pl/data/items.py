@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Item", "ItemsError", "grid_items", "item_from_dict", "read_items"]
+__all__ = ["Item", "ItemsError", "grid_items", "item_from_dict", "read_items", "write_items"]
 
 
 class ItemsError(ValueError):
@@ -78,6 +79,14 @@ def item_from_dict(raw: Any, where: str, base: Path) -> Item:
     if "image" in kw:
         kw["image"] = str(base / kw["image"])
     return Item(**kw, extra=extra)
+
+
+def write_items(rows: Iterable[dict[str, Any]], path: str | Path) -> Path:
+    """Write items as ``.jsonl`` (one object per line), creating the folder; returns ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
 
 
 def read_items(path: str | Path) -> list[Item]:

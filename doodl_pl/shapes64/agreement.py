@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..data.items import write_items
 from ..evaluation.stats import proportion
 from ..evaluation.validity import Validity
 from ..losses.base import ImageLoss, LossContext
-from .assets import EVAL_CLASSIFIER
-from .world import SHAPES
+from .guides import validity
 
 __all__ = ["agreement", "draw_pool", "hidden_targets", "markdown_rows"]
 
@@ -47,7 +47,7 @@ def agreement(
         thresholds: the acceptance thresholds.
         judge: the held-out judge (default: the shipped evaluation classifier).
     """
-    judge = judge or Validity(**EVAL_CLASSIFIER, num_classes=len(SHAPES), input_size=64)
+    judge = judge or validity()
     t = torch.tensor(targets)
     valid = (judge.predict(images) == t).numpy()
     ctx = LossContext({"class_index": list(targets)})
@@ -104,15 +104,12 @@ def draw_pool(items_file: Path, draws: int, out: Path) -> Path:
     """``items_file`` with each item repeated ``draws`` times under new seeds (``seed`` +
     1 000 003·k), ids ``<id>_d<k>``: a pool of independent vanilla draws per item."""
     items = [json.loads(line) for line in items_file.read_text().splitlines() if line.strip()]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w") as f:
-        for k in range(draws):
-            for it in items:
-                f.write(
-                    json.dumps(it | {"id": f"{it['id']}_d{k}", "seed": it["seed"] + 1_000_003 * k})
-                    + "\n"
-                )
-    return out
+    pool = (
+        it | {"id": f"{it['id']}_d{k}", "seed": it["seed"] + 1_000_003 * k}
+        for k in range(draws)
+        for it in items
+    )
+    return write_items(pool, out)
 
 
 def hidden_targets(records: list[dict[str, Any]], hidden: tuple[str, ...]) -> np.ndarray:

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from PIL import Image
 
+from ..data.items import write_items
 from ..sampling.samplers import make_sampler
 from .dataset import SPLITS
 from .render import render
@@ -37,6 +38,7 @@ __all__ = [
     "mean_unet_calls",
     "method_config",
     "parse_method_key",
+    "split_top",
 ]
 
 APPS = ("text", "vocabulary", "personalization", "aesthetic")
@@ -201,9 +203,7 @@ def build_items(app: str, n: int, split: str, out: str | Path) -> Path:
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     items = ITEM_BUILDERS[app](n, split, out)
-    path = out / "items.jsonl"
-    path.write_text("".join(json.dumps(it) + "\n" for it in items))
-    return path
+    return write_items(items, out / "items.jsonl")
 
 
 def accepted_args(cls: type) -> set[str]:
@@ -236,6 +236,18 @@ def _set(args: dict[str, Any], overrides: dict[str, Any] | None) -> None:
 def _base_args(app: str, config_dir: str | Path) -> dict[str, Any]:
     cfg = yaml.safe_load((Path(config_dir) / f"{app}.yaml").read_text())
     return copy.deepcopy(cfg["model"]["init_args"])
+
+
+def split_top(text: str, sep: str = ",") -> list[str]:
+    """``text`` split at ``sep`` outside YAML brackets and braces (``a=1,loss=[{x: 1, y: 2}]``
+    → ``["a=1", "loss=[{x: 1, y: 2}]"]``)."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch in "[{") - (ch in "]}")
+        if ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return parts + [text[start:]]
 
 
 def parse_method_key(text: str, expected: str) -> tuple[str, str, str]:

@@ -3,11 +3,12 @@ one under expectation over transformations, and the two as an ensemble (issue 25
 
 from __future__ import annotations
 
+from ..evaluation.validity import Validity
 from ..losses import EOT, ClassifierLoss, GuideEnsemble, ImageLoss
 from .assets import EVAL_CLASSIFIER, GUIDE_CLASSIFIER, ROBUST_CLASSIFIER
 from .world import SHAPES
 
-__all__ = ["GUIDES", "classifier", "judge_loss", "vocabulary_guide"]
+__all__ = ["GUIDES", "classifier", "judge_loss", "validity", "vocabulary_guide"]
 
 GUIDES = ("plain", "robust", "eot", "ensemble")
 
@@ -15,6 +16,12 @@ GUIDES = ("plain", "robust", "eot", "ensemble")
 def classifier(spec: dict) -> ClassifierLoss:
     """A Shapes-64 classifier (``{model_name, checkpoint_path}``) as a guide loss."""
     return ClassifierLoss(**spec, num_classes=len(SHAPES), input_size=64).eval()
+
+
+def validity(spec: dict | None = None) -> Validity:
+    """A Shapes-64 classifier (default: the judge, the evaluation classifier) as a validity
+    reader."""
+    return Validity(**(spec or EVAL_CLASSIFIER), num_classes=len(SHAPES), input_size=64)
 
 
 def judge_loss() -> ClassifierLoss:

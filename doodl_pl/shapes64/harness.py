@@ -43,6 +43,7 @@ from .benchmark import (
     mean_unet_calls,
     method_config,
     parse_method_key,
+    split_top,
 )
 from .evaluation import eval_config
 from .tuning import HEADLINE, grid_points, parse_grid, pick_best, tuning_score
@@ -60,18 +61,6 @@ def parse_sets(values: list[str]) -> dict[str, dict[str, object]]:
             raise SystemExit(f"--set {err}") from None
         out.setdefault(method, {})[key] = yaml.safe_load(value)
     return out
-
-
-def split_top(text: str, sep: str = ",") -> list[str]:
-    """``text`` split at ``sep`` outside YAML brackets and braces (``a=1,loss=[{x: 1, y: 2}]``
-    → ``["a=1", "loss=[{x: 1, y: 2}]"]``)."""
-    parts, depth, start = [], 0, 0
-    for i, ch in enumerate(text):
-        depth += (ch in "[{") - (ch in "]}")
-        if ch == sep and depth == 0:
-            parts.append(text[start:i])
-            start = i + 1
-    return parts + [text[start:]]
 
 
 def parse_variants(values: list[str]) -> list[tuple[str, str, dict[str, object]]]:

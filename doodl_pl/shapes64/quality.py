@@ -18,9 +18,9 @@ from ..losses.clip_models import ClipModel
 from ..sampling.edict import EdictChain
 from ..sampling.schedule import Schedule
 from .analysis import find_objects, relation_of
-from .assets import EVAL_CLASSIFIER
 from .checks import Shapes64Checks
 from .dataset import scene_from_record
+from .guides import validity
 from .negatives import KINDS, OPPOSITE, describe, hard_negatives, scene_key
 from .render import render
 from .world import COLORS, SHAPE_WORD, SHAPES, article
@@ -70,8 +70,7 @@ def psnr(a: Tensor, b: Tensor) -> Tensor:
 def judge(spec: dict | None = None) -> Shapes64Checks:
     """The ground-truth checks, read by the evaluation classifier (``spec``: timm name and
     weights; default the shipped one)."""
-    spec = spec or EVAL_CLASSIFIER
-    return Shapes64Checks(Validity(**spec, num_classes=len(SHAPES), input_size=64))
+    return Shapes64Checks(validity(spec))
 
 
 @torch.no_grad()

@@ -5,11 +5,11 @@ octagon is rare if the model draws octagons for "circle" 3 % of the time)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from ..data.items import write_items
 from .benchmark import OFFSET, _phrase
 from .dataset import SPLITS
 from .world import SHAPE_WORD, SHAPES, sample_scene
@@ -30,11 +30,8 @@ def word_items(split: str, per_word: int, out: Path, words: tuple[str, ...] = WO
     for w, word in enumerate(words):
         for i in range(per_word):
             seed = start + 1000 * w + i
-            color = sample_scene(seed, n_objects=1).objects[0].color
-            rows.append({"id": f"{word}_{i:03d}", "prompt": _phrase(color, word), "seed": seed})
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return out
+            rows.append({"id": f"{word}_{i:03d}", "prompt": _prompt(seed, word), "seed": seed})
+    return write_items(rows, out)
 
 
 def base_rates(words: list[str], predicted: list[int]) -> dict[str, np.ndarray]:
@@ -70,16 +67,18 @@ def target_items(pairs: list[tuple[str, str]], n: int, split: str, out: Path) ->
     for i in range(n):
         word, target = pairs[i % len(pairs)]
         seed = start + i
-        color = sample_scene(seed, n_objects=1).objects[0].color
         rows.append(
             {
                 "id": f"rare_{i:03d}",
-                "prompt": _phrase(color, word),
+                "prompt": _prompt(seed, word),
                 "seed": seed,
                 "class_index": SHAPES.index(target),
                 "word": word,
             }
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return out
+    return write_items(rows, out)
+
+
+def _prompt(seed: int, word: str) -> str:
+    """``"a {color} {word}"`` with the colour ``seed``'s one-object scene has."""
+    return _phrase(sample_scene(seed, n_objects=1).objects[0].color, word)

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from .benchmark import parse_method_key
+from .benchmark import parse_method_key, split_top
 
 __all__ = ["HEADLINE", "Grid", "parse_grid", "grid_points", "tuning_score", "pick_best"]
 
@@ -35,7 +35,7 @@ def parse_grid(values: list[str]) -> Grid:
             method, key, rest = parse_method_key(v, "METHOD:KEY=V1,V2,...")
         except ValueError as err:
             raise ValueError(f"tune grid {err}") from None
-        options = [yaml.safe_load(x) for x in rest.split(",") if x.strip()]
+        options = [yaml.safe_load(x) for x in split_top(rest) if x.strip()]
         if not key or not options:
             raise ValueError(f"tune grid {v!r}: needs a key and at least one value")
         axes = grid.setdefault(method, {})
