@@ -41,7 +41,13 @@ def atomic_write(path: Path, data: bytes) -> None:
 # Model settings that do not change what an item's image is.
 # Recomputing a forward in the backward pass gives the same numbers: a run that ran out of
 # memory resumes with a checkpointing lever turned on.
-RESUME_NEUTRAL = ("output_dir", "retry_failed", "unet_checkpointing", "vae_checkpointing")
+RESUME_NEUTRAL = (
+    "output_dir",
+    "retry_failed",
+    "unet_checkpointing",
+    "vae_checkpointing",
+    "sequential_decode",
+)
 
 #: Options whose default changed after folders were made without them: the value those folders
 #: were made with, and when it changed. A folder's ``config.yaml`` that lacks the option is

@@ -12,9 +12,11 @@ import statistics
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from .engines import make_engine
 from .engines.bench import timed
+from .engines.staged import staged
 from .losses.clip_models import spherical_distance
 from .losses.crops import multi_crop, resize_to
 from .models.adapters import LatentUNetEps
@@ -60,21 +62,30 @@ def time_step(s: Setting, device: str = "cuda", repeat: int = 2) -> dict[str, An
     clip, net = guides.get("clip"), guides.get("classifier")
     x_T = torch.randn(n, 4, h, h, device=dev, dtype=torch.float64, generator=g)
 
-    def step() -> None:
-        x = x_T.clone().requires_grad_(True)
-        # every final latent of the chain is decoded and scored, as DOODL does (EDICT: two)
-        final = torch.cat(chain.outputs(engine(chain, (x, x.clone()))))
+    def scored(final: Tensor) -> tuple[Tensor, Tensor]:
+        """Per-image loss of decoded final latents (CLIP cuts, the classifier)."""
         z = final.to(vae.dtype) / spec.vae["scaling_factor"]
         image = (vae.decode(z).sample.float() / 2 + 0.5).clamp(0, 1)
-        loss = image.mean()
+        loss = image.flatten(1).mean(1)
         if clip is not None:
             cuts = torch.cat([multi_crop(im, s.n_cuts, 224, 0.3, None) for im in image])
             feats = clip.encode_image(cuts.to(next(clip.parameters()).dtype)).float()
             feats = torch.nn.functional.normalize(feats, dim=-1)
-            loss = loss + spherical_distance(feats, feats.detach().roll(1, 0)).mean()
+            dist = spherical_distance(feats, feats.detach().roll(1, 0))
+            loss = loss + dist.view(len(image), -1).mean(1)
         if net is not None:
             x224 = resize_to(image, 224).to(next(net.parameters()).dtype)
-            loss = loss + net(x224).float().logsumexp(-1).mean()
+            loss = loss + net(x224).float().logsumexp(-1)
+        return loss, image
+
+    def step() -> None:
+        x = x_T.clone().requires_grad_(True)
+        # every final latent of the chain is decoded and scored, as DOODL does (EDICT: two)
+        outs = chain.outputs(engine(chain, (x, x.clone())))
+        if s.sequential_decode:
+            loss = sum(staged(out, scored)[0].sum() for out in outs)
+        else:
+            loss = scored(torch.cat(outs))[0].sum()
         loss.backward()
 
     timed(step, dev)  # untimed warm-up

@@ -61,7 +61,8 @@ class Setting:
         n_cuts: CLIP ViT-L/14 cuts per image; ``classifier``: add a timm ResNet-50 guide.
         image_size: the image side; ``None``: the one the backbone was trained at.
         attention, unet_checkpointing, vae_checkpointing, offload_text_encoders: the backbone's
-            levers; ``guide_dtype``, ``guide_checkpointing``: the guides' levers.
+            levers; ``guide_dtype``, ``guide_checkpointing``: the guides' levers;
+            ``sequential_decode``: the module's (final latents decoded and scored one at a time).
     """
 
     backbone: Literal["sd15", "sd21", "sdxl"] = "sd15"
@@ -79,6 +80,7 @@ class Setting:
     guide_dtype: str = "float32"
     guide_checkpointing: bool = False
     offload_text_encoders: bool = False
+    sequential_decode: bool = False
     image_size: int | None = None
 
     def levers(self) -> str:
@@ -89,6 +91,7 @@ class Setting:
             f"guide-{self.guide_dtype}" if self.guide_dtype != "float32" else "",
             "guide-ckpt" if self.guide_checkpointing else "",
             "offload-text" if self.offload_text_encoders else "",
+            "seq-decode" if self.sequential_decode else "",
         ]
         return "+".join(x for x in on if x) or "none"
 
@@ -190,8 +193,12 @@ def measure_step(s: Setting) -> dict[str, Any]:
         out = unet(x, torch.tensor(500, **meta), encoder_hidden_states=cond, **extra).sample
         return out.float().sum()
 
+    # Scored one final latent at a time, a step holds one image's graphs, and runs them once per
+    # final latent.
+    parts = sampler.images if s.sequential_decode else 1
+
     def decode_guide():
-        images = s.batch * sampler.images
+        images = s.batch * sampler.images // parts
         z = torch.zeros(images, 4, h, h, dtype=vae.dtype, requires_grad=True, **meta)
         image = (vae.decode(z).sample.float() / 2 + 0.5).clamp(0, 1)
         loss = image.sum() if not guides else image.new_zeros(())
@@ -230,7 +237,7 @@ def measure_step(s: Setting) -> dict[str, Any]:
     eps_fwd, eps_bwd = eps["fwd_flops"], eps["bwd_flops"]
     flops = {
         "chain_forward": calls * eps_fwd,
-        "decode_guide": dg["fwd_flops"] + dg["bwd_flops"],
+        "decode_guide": parts * (dg["fwd_flops"] + dg["bwd_flops"]),
         "chain_rebuild": calls * eps_fwd if s.engine != "autograd" else 0,
         "chain_vjp": calls * eps_bwd,
     }

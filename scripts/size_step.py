@@ -16,7 +16,7 @@ from dataclasses import replace
 from doodl_pl.sizing import Setting, format_flops, format_table, measure_step
 
 ALL = dict(unet_checkpointing=True, vae_checkpointing=True, guide_checkpointing=True,
-           guide_dtype="float16", offload_text_encoders=True)  # fmt: skip
+           guide_dtype="float16", offload_text_encoders=True, sequential_decode=True)  # fmt: skip
 LEVERS = {
     "none": {},
     "math-attention": {"attention": "math"},
@@ -25,6 +25,7 @@ LEVERS = {
     "guide-ckpt": {"guide_checkpointing": True},
     "guide-fp16": {"guide_dtype": "float16"},
     "offload-text": {"offload_text_encoders": True},
+    "seq-decode": {"sequential_decode": True},
     "all": ALL,
     "all+bdia": dict(ALL, sampler="bdia"),  # one final latent to decode and score, not two
 }
@@ -57,13 +58,24 @@ def main() -> None:
                         row["measured_error"] = f"{type(err).__name__}: {err}"[:300]
                 rows.append(row)
                 print(format_table([row]).splitlines()[-1], flush=True)
+                if "step_s" in row or "measured_error" in row:
+                    print(_measured(row), flush=True)
+                if a.json:  # after every row: a run cut short keeps what it measured
+                    with open(a.json, "w") as f:
+                        json.dump(rows, f, indent=1)
     print()
     print(format_table(rows))
     print()
     print(format_flops([r for r in rows if r["engine"] == "reversible"]))
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(rows, f, indent=1)
+
+
+def _measured(row: dict) -> str:
+    if "measured_error" in row:
+        return f"  measured: {row['measured_error']}"
+    peak = row.get("measured_peak_gb")
+    return f"  measured: {row['step_s']:.2f} s/step, allocator peak " + (
+        "n/a" if peak is None else f"{peak:.2f} GiB"
+    )
 
 
 if __name__ == "__main__":

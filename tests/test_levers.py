@@ -122,6 +122,10 @@ def test_real_size_table_orders_engines_and_levers():
     assert rev["unet_calls"] == 8 and auto["graph_gb"] > rev["graph_gb"]
     assert ckpt["eps_vjp_gb"] < rev["eps_vjp_gb"] / 2
     assert ckpt["decode_guide_gb"] < rev["decode_guide_gb"]
+    # EDICT's two final latents decoded one at a time: one image's graph, the same FLOPs
+    seq = measure_step(Setting(**base, sequential_decode=True))
+    assert seq["decode_guide_gb"] == pytest.approx(rev["decode_guide_gb"] / 2, rel=0.1)
+    assert seq["step_tflop"] == pytest.approx(rev["step_tflop"], rel=1e-3)
     # weights: 16-bit UNet + VAE + text encoder, counted from the published parameter counts
     want = 2 * sum(PARAMETERS["sd15"].values()) * 1e6 / 2**30
     assert rev["weights_gb"] == pytest.approx(want, rel=0.01)
@@ -159,9 +163,8 @@ def test_the_gpu_step_script_runs_a_real_architecture_on_the_cpu():
     from doodl_pl.real_step import time_step
     from doodl_pl.sizing import Setting
 
-    out = time_step(
-        Setting("sd15", "float32", steps=1, n_cuts=2, image_size=64, vae_checkpointing=True),
-        "cpu",
-        repeat=1,
-    )
-    assert out["step_s"] > 0 and out["measured_peak_gb"] is None
+    for seq in (False, True):
+        s = Setting("sd15", "float32", steps=1, n_cuts=2, image_size=64, vae_checkpointing=True,
+                    sequential_decode=seq)  # fmt: skip
+        out = time_step(s, "cpu", repeat=1)
+        assert out["step_s"] > 0 and out["measured_peak_gb"] is None

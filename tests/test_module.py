@@ -168,6 +168,19 @@ def test_engines_agree_in_module(tiny_assets, tmp_path):
     assert ra["it0"]["max_drift"] < 1e-12  # float64 state: round-off
 
 
+def test_sequential_decode_leaves_the_run_unchanged(tiny_assets, tmp_path):
+    """EDICT's two final latents scored one at a time (the memory lever): the same losses at every
+    step, two items in one batch (rows must not leak) and CLIP cuts drawn per latent."""
+    kw = dict(loss=clip_loss(tiny_assets), opt_steps=2)
+    ra = fit(doodl(tiny_assets, tmp_path / "a", **kw), items(2), batch_size=2)
+    rb = fit(doodl(tiny_assets, tmp_path / "b", sequential_decode=True, **kw), items(2),
+             batch_size=2)  # fmt: skip
+    for i in ("it0", "it1"):
+        assert rb[i]["status"] == "ok"
+        assert rb[i]["losses"] == pytest.approx(ra[i]["losses"], rel=1e-5)
+        assert ra[i]["losses"][0] != ra[i]["losses"][-1]  # the steps moved the latents
+
+
 class Climb(ColorLoss):
     """The color loss f on one random cut per image (drawn from the item's generator, like CLIP's
     cuts), but with gradient −∇f: the optimizer makes f worse."""

@@ -15,6 +15,7 @@ from ..callbacks import PerturbLatents, RenormalizeLatents, TieLatents
 from ..data.datamodule import Batch, DoodlDataModule
 from ..engines.base import GradientEngine
 from ..engines.reversible import ReversibleEngine
+from ..engines.staged import staged
 from ..losses.noise_prior import chi_norm_nll
 from ..optim.doodl_sgd import DoodlSGD
 from .base import GenerationModule
@@ -58,6 +59,10 @@ class DoodlModule(GenerationModule):
             element-wise bound (``lr``, ``clip``) fall from their set values at step 0 to
             ``final_step`` times them at step m − 1, on a half cosine.
         final_step: the last step's fraction of the first, in (0, 1] (``cosine`` only).
+        sequential_decode: decode and score the chain's final latents one at a time, each
+            one's backward run at once (:func:`~doodl_pl.engines.staged.staged`): the step's
+            peak holds one image's decoder and guide graphs, not all of them (EDICT: half);
+            the gradient is unchanged. A memory lever for large images.
         **kwargs: see :class:`GenerationModule`.
 
     Attributes:
@@ -84,6 +89,7 @@ class DoodlModule(GenerationModule):
         keep_best: bool = True,
         step_schedule: Literal["constant", "cosine"] = "constant",
         final_step: float = 0.1,
+        sequential_decode: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -111,6 +117,7 @@ class DoodlModule(GenerationModule):
         self.opt_steps = opt_steps
         self.tie, self.perturb_std, self.renormalize = tie, perturb_std, renormalize
         self.prior = prior
+        self.sequential_decode = sequential_decode
         self.keep_best = keep_best
         self.init_candidates, self.candidate_batch = init_candidates, candidate_batch
         self.start_candidates: list[int] = []
@@ -242,11 +249,23 @@ class DoodlModule(GenerationModule):
         n = len(items)
         chain = self.chain(cond)
         outs = chain.outputs(self.engine(chain, (x, y)))
-        images = self.backbone.decode(torch.cat(outs))
-        per_image = [
-            self.item_losses(images[k * n : (k + 1) * n], self.loss_context(items, step, k))
-            for k in range(len(outs))
-        ]
+        if self.sequential_decode:
+
+            def scored(k: int) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+                def fn(z: Tensor) -> tuple[Tensor, Tensor]:
+                    images = self.backbone.decode(z)
+                    return self.item_losses(images, self.loss_context(items, step, k)), images
+
+                return fn
+
+            parts = [staged(out, scored(k)) for k, out in enumerate(outs)]
+            per_image, images = [v for v, _ in parts], torch.cat([im for _, im in parts])
+        else:
+            images = self.backbone.decode(torch.cat(outs))
+            per_image = [
+                self.item_losses(images[k * n : (k + 1) * n], self.loss_context(items, step, k))
+                for k in range(len(outs))
+            ]
         return sum(per_image[1:], per_image[0]), images
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
