@@ -7,6 +7,9 @@ sweep's target sets are chosen from this table (on the tune split).
     # one rarity bin: rejection sampling, DOODL and the hybrid on (word, class) pairs
     .venv/bin/python scripts/rarity_scan.py --sweep diamond:pentagon,cross:star,circle:hexagon \\
         --split eval --n 48 --out outputs/rare_eval
+    # the same with rejection sampling also allowed 100 draws (fits already done are skipped)
+    .venv/bin/python scripts/rarity_scan.py --sweep diamond:pentagon,cross:star,circle:hexagon \
+        --split eval --n 48 --rs-draws 100 --out outputs/rare_eval
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ def main() -> None:
                    help="instead of the scan: run rejection sampling, DOODL (EOT of the robust\n"
                    "guide) and the hybrid on --n items of these pairs and evaluate them")  # fmt: skip
     p.add_argument("--n", type=int, default=48, help="--sweep items")
+    p.add_argument("--rs-draws", type=int, default=25,
+                   help="--sweep: rejection sampling's cap in draws per item (25: the DOODL\n"
+                   "budget; other caps run beside it as rejection_sampling_<N>)")  # fmt: skip
     p.add_argument("--out", default="outputs/rarity")
     a = p.parse_args()
     out = Path(a.out)
@@ -76,12 +82,17 @@ def sweep(a: argparse.Namespace, out: Path) -> None:
     chain = {"sampler": "bdia", "num_inference_steps": 20, "accept": {"class_prob": 0.9}}
     doodl = chain | {"loss": [eot], "opt_steps": 8, "optimizer.init_args.lr": 0.5,
                      "optimizer.init_args.clip": 0.3}  # fmt: skip
+    def rejection(draws: int) -> tuple[str, dict]:
+        return ("best_of_n", chain | {"loss": [guide], "gamma": 0.5, "candidate_batch": 1,
+                                      "n_candidates": draws})  # fmt: skip
+
     runs = {
-        "rejection_sampling": ("best_of_n", chain | {"loss": [guide], "gamma": 0.5,
-                               "candidate_batch": 1, "n_candidates": 25}),
+        "rejection_sampling": rejection(25),
         "doodl": ("doodl", doodl),
         "hybrid": ("doodl", doodl | {"init_candidates": 9, "opt_steps": 5}),
-    }  # fmt: skip
+    }
+    if a.rs_draws != 25:
+        runs[f"rejection_sampling_{a.rs_draws}"] = rejection(a.rs_draws)
     for name, (method, over) in runs.items():
         run_dir = out / name
         cfg = method_config("vocabulary", method, items, run_dir, batch_size=8, overrides=over)
@@ -90,7 +101,7 @@ def sweep(a: argparse.Namespace, out: Path) -> None:
         doodl_main(["fit", "--config", str(run_dir / "run.yaml")])
     doodl_main(["evaluate", *(str(out / n) for n in runs), "--names", *runs, "--items",
                 str(items), "--accept", "guide_class_prob=0.9", "--judge", "validity",
-                "--out", str(out / "evaluation")])  # fmt: skip
+                "--fid-reference", str(out / "fid_reference"), "--out", str(out / "evaluation")])  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -270,6 +270,38 @@ def test_hacking_rate_against_a_hand_counted_case(tmp_path):
         )
 
 
+@needs_assets
+def test_fid_of_the_accepted_set_is_the_fid_of_those_images_alone(tmp_path):
+    """``fid_accepted`` (overall and per class) scores only what the guide accepts: the same
+    value as a run that holds just those images."""
+    items = [
+        json.loads(x)
+        for x in build_items("vocabulary", 9, "tune", tmp_path / "items").read_text().splitlines()
+    ]
+    imgs = [render(scene_of(it, "vocabulary")) for it in items]
+    imgs[4] = render(sample_scene(items[4]["seed"], n_objects=1, shape="circle"))
+    probs = [0.95, 0.2, 0.95, 0.99, 0.91, 0.3, 0.99, 0.95, 0.1]
+    fields = {it["id"]: {"guide_class_prob": p} for it, p in zip(items, probs, strict=True)}
+    refs = str(tmp_path / "items" / "fid_reference")
+    cfg = EvalConfig(classifier=GUIDE, accept={"guide_class_prob": 0.9}, fid_reference=refs,
+                     reps=10)  # fmt: skip
+    m = Evaluator(cfg).evaluate(load_run(fake_run(tmp_path / "run", items, imgs, fields=fields)))
+    m = m["metrics"]
+    kept = [k for k, p in enumerate(probs) if p >= 0.9]
+    alone = fake_run(tmp_path / "alone", [items[k] for k in kept], [imgs[k] for k in kept])
+    ref = Evaluator(EvalConfig(classifier=GUIDE, fid_reference=refs, reps=10)).evaluate(
+        load_run(alone)
+    )["metrics"]
+    assert m["fid_accepted"]["n"] == len(kept) == 6 and m["fid"]["n"] == 9
+    assert m["fid_accepted"]["value"] == pytest.approx(ref["fid"]["value"], rel=1e-6)
+    assert m["fid_accepted"]["value"] != pytest.approx(m["fid"]["value"], rel=1e-3)
+    per_class = [k for k in m if k.startswith("fid_accepted/class_")]
+    assert per_class and all(
+        m[k]["value"] == pytest.approx(ref[k.replace("fid_accepted", "fid")]["value"], rel=1e-6)
+        for k in per_class
+    )
+
+
 # -- the command -----------------------------------------------------------------------------------
 @needs_assets
 def test_evaluate_command_writes_json_markdown_plot_and_per_class_fid(tmp_path):

@@ -240,6 +240,12 @@ def test_target_sets_name_their_pairs_and_keep_to_their_split(tmp_path):
     assert all(r["prompt"].endswith(r["word"]) for r in rows)
     first, nxt = SPLITS["eval_one"][0], SPLITS["eval_two"][0]
     assert all(first <= r["seed"] < nxt for r in rows)
+    # per-class FID's references: one folder per target class, renders of that shape
+    refs = tmp_path / "fid_reference"
+    assert sorted(p.name for p in refs.iterdir()) == sorted(
+        str(SHAPES.index(s)) for s in ("pentagon", "star")
+    )
+    assert len(list((refs / str(SHAPES.index("star"))).glob("*.png"))) == 64
     for bad in ("square:polygon", "hexagon:circle", "circle"):
         with pytest.raises(ValueError, match="WORD:CLASS"):
             parse_pairs(bad)

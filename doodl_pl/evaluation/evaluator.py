@@ -213,24 +213,27 @@ class Evaluator:
         lo, hi = bootstrap(ratio, len(calls), self.cfg.reps)
         return Estimate(ratio(np.arange(len(calls))), lo, hi, len(calls), "bootstrap")
 
-    def fid(self, run: RunOutputs) -> dict[str, Estimate]:
+    def fid(
+        self, run: RunOutputs, subset: list[int] | None = None, name: str = "fid"
+    ) -> dict[str, Estimate]:
+        """FID of the run's images (or of the rows in ``subset``) against the references, and per
+        class where the references have a sub-folder for it; at least 2 images each."""
         from .fid import fid, load_folder
 
+        rows = list(range(len(run.rows))) if subset is None else subset
         size = run.images.shape[1] if len(run.images) else None
-        out = {
-            "fid": fid(
-                self.fid_features,
-                run.tensor(),
-                load_folder(self.references[""], size),
+        out = {}
+        if len(rows) >= 2:
+            out[name] = fid(
+                self.fid_features, run.tensor(rows), load_folder(self.references[""], size),
                 self.cfg.reps,
-            )
-        }
-        classes = [r["item"].get("class_index") for r in run.rows]
-        for cls in sorted({c for c in classes if c is not None}):
+            )  # fmt: skip
+        classes = {i: run.rows[i]["item"].get("class_index") for i in rows}
+        for cls in sorted({c for c in classes.values() if c is not None}):
             refs = self.references.get(str(cls))
-            idx = [i for i, c in enumerate(classes) if c == cls]
+            idx = [i for i in rows if classes[i] == cls]
             if refs and len(idx) >= 2:
-                out[f"fid/class_{cls}"] = fid(
+                out[f"{name}/class_{cls}"] = fid(
                     self.fid_features, run.tensor(idx), load_folder(refs, size), self.cfg.reps
                 )
         return out
@@ -257,6 +260,9 @@ class Evaluator:
             metrics["calls_per_valid"] = self.calls_per_valid(run, per["accepted_valid"])
         if self.fid_features is not None and len(run.rows) >= 2:
             metrics.update(self.fid(run))
+            if "accepted" in per:  # the data set a builder keeps: what the guide accepts
+                kept = [i for i in range(len(run.rows)) if per["accepted"][i]]
+                metrics.update(self.fid(run, kept, "fid_accepted"))
         notes = []
         if (
             self.clip is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from .world import COLORS, SHAPES, Obj, Scene, article, sample_scene
 
 __all__ = [
     "APPS",
+    "fid_references",
     "GUIDE_ACCEPTS",
     "MATCH_TOLERANCE",
     "METHODS",
@@ -111,14 +113,18 @@ def _vocabulary(n: int, split: str, out: Path) -> list[dict]:
                 "truth": {"objects": [{"color": obj.color, "shape": shape}]},
             }
         )
-    ref_start = start + 10_000
-    for shape in HIDDEN:
-        for j in range(REFERENCES_PER_CLASS):
-            scene = sample_scene(
-                ref_start + 100 * HIDDEN.index(shape) + j, n_objects=1, shape=shape
-            )
-            _save(render(scene), out / "fid_reference" / str(SHAPES.index(shape)) / f"{j:03d}.png")
+    fid_references(HIDDEN, start + 10_000, out / "fid_reference")
     return items
+
+
+def fid_references(shapes: Sequence[str], start: int, out: Path) -> Path:
+    """:data:`REFERENCES_PER_CLASS` one-object renders of each shape (the k-th shape's from
+    seeds ``start + 100 k + j``) in ``out/<class index>/``: per-class FID's reference set."""
+    for k, shape in enumerate(shapes):
+        for j in range(REFERENCES_PER_CLASS):
+            scene = sample_scene(start + 100 * k + j, n_objects=1, shape=shape)
+            _save(render(scene), out / str(SHAPES.index(shape)) / f"{j:03d}.png")
+    return out
 
 
 def _personalization(n: int, split: str, out: Path) -> list[dict]:

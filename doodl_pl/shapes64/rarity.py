@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.items import write_items
-from .benchmark import OFFSET, _phrase
+from .benchmark import OFFSET, _phrase, fid_references
 from .dataset import SPLITS
 from .world import SHAPE_WORD, SHAPES, sample_scene
 
@@ -61,8 +61,11 @@ def parse_pairs(text: str) -> list[tuple[str, str]]:
 
 def target_items(pairs: list[tuple[str, str]], n: int, split: str, out: Path) -> Path:
     """``n`` items cycling through ``pairs``: ``"a {color} {word}"`` with each seed's colour and
-    the pair's class as ``class_index`` (the guide's target, the judge's validity)."""
+    the pair's class as ``class_index`` (the guide's target, the judge's validity); renders of
+    each target class beside ``out``, in ``fid_reference/`` (per-class FID's references)."""
     start = SPLITS[f"{split}_one"][0] + SCAN_OFFSET + 50_000
+    targets = sorted({t for _, t in pairs}, key=SHAPES.index)
+    fid_references(targets, start + 20_000, out.parent / "fid_reference")
     rows = []
     for i in range(n):
         word, target = pairs[i % len(pairs)]
