@@ -42,6 +42,7 @@ __all__ = [
     "format_flops",
     "format_table",
     "measure_step",
+    "plot_measured",
 ]
 
 FITS_ON_GB = (8, 12, 16, 24, 40, 80)
@@ -298,3 +299,35 @@ def format_flops(rows: list[dict[str, Any]], tflops: tuple[float, ...] = (100, 3
             f"**{r['step_tflop']:.0f}** | {secs} |"
         )
     return "\n".join(lines)
+
+
+def plot_measured(rows: list[dict[str, Any]], path: str) -> None:
+    """Each measured row's allocator peak beside its estimate, with the card sizes as lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    order = list(BACKBONES)
+    rows = sorted((r for r in rows if r.get("measured_peak_gb") is not None),
+                  key=lambda r: (order.index(r["backbone"]), -r["total_gb"]))  # fmt: skip
+    labels = [
+        f"{r['backbone']} {r['image_size'] or BACKBONES[r['backbone']].image_size}² "
+        f"{r['sampler']}, {r['levers'].replace('+', ' + ')}"
+        for r in rows
+    ]
+    y = range(len(rows))
+    fig, ax = plt.subplots(figsize=(11, 0.45 * len(rows) + 1.5))
+    ax.barh([i + 0.2 for i in y], [r["total_gb"] for r in rows], 0.4, label="estimate (meta)")
+    ax.barh([i - 0.2 for i in y], [r["measured_peak_gb"] for r in rows], 0.4,
+            label="allocator peak (GPU)")  # fmt: skip
+    for gb in FITS_ON_GB:
+        ax.axvline(gb, color="grey", lw=0.8, ls=":")
+        ax.text(gb + 0.4, -0.75, f"{gb} GB", fontsize=7, color="grey")
+    ax.set_yticks(list(y), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("GiB for one DOODL step (float16, CFG, CLIP ViT-L/14 with 16 cuts)")
+    ax.legend(loc="center right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

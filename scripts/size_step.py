@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
+from pathlib import Path
 
-from doodl_pl.sizing import Setting, format_flops, format_table, measure_step
+from doodl_pl.sizing import Setting, format_flops, format_table, measure_step, plot_measured
 
 ALL = dict(unet_checkpointing=True, vae_checkpointing=True, guide_checkpointing=True,
            guide_dtype="float16", offload_text_encoders=True, sequential_decode=True)  # fmt: skip
@@ -41,7 +42,15 @@ def main() -> None:
     p.add_argument("--classifier", action="store_true", help="add the timm ResNet-50 guide")
     p.add_argument("--device", default=None, help="also run each row there (e.g. cuda)")
     p.add_argument("--json", default=None, help="write the rows here")
+    p.add_argument("--plot", nargs="+", metavar=("PNG", "JSON"), default=None,
+                   help="only plot: measured peak against estimate of the rows in the JSON\n"
+                   "files (written with --device), to PNG")  # fmt: skip
     a = p.parse_args()
+    if a.plot:
+        rows = [r for f in a.plot[1:] for r in json.loads(Path(f).read_text())]
+        plot_measured(rows, a.plot[0])
+        print(f"wrote {a.plot[0]}")
+        return
     rows = []
     for backbone in a.backbones:
         for engine in a.engines:
