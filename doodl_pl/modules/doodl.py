@@ -20,6 +20,7 @@ from ..losses.noise_prior import chi_norm_nll
 from ..optim.doodl_sgd import DoodlSGD
 from .base import GenerationModule
 from .latents import LatentBank
+from .ledger import ItemLedger
 
 __all__ = ["DoodlModule", "LatentBank"]
 
@@ -68,6 +69,8 @@ class DoodlModule(GenerationModule):
     Attributes:
         history: per item of the current batch, the score of every iterate so far.
         objective: per item, the optimised objective at every step so far.
+        ledger: the current batch's per-item stopping: items still in the chain, those that
+            left early, each item's UNet calls (:class:`~doodl_pl.modules.ledger.ItemLedger`).
         last_images, final_images: see :class:`GenerationModule`; ``final_images`` are the
             outputs (the best iterates under ``keep_best``).
     """
@@ -123,6 +126,7 @@ class DoodlModule(GenerationModule):
         self.start_candidates: list[int] = []
         self.latents: LatentBank | None = None
         self.objective: list[list[float]] = []
+        self.ledger: ItemLedger | None = None
         # Per-rank latents are private: DDP must neither broadcast nor average them.
         self._ddp_params_and_buffers_to_ignore = ["latents.x", "latents.y"]
         # DDP refuses a module without trainable parameters; this one only keeps ranks in step.
@@ -187,9 +191,9 @@ class DoodlModule(GenerationModule):
             best = self.best_candidate(item, self.init_candidates, self.candidate_batch)
             chosen[i] = best.index
             x[i], y[i] = best.noise, best.noise
-            self._charge([i])
+            self.ledger.charge([i])
             if best.accepted:
-                self._finish_early(i, best.score, 0, best.image)
+                self.ledger.finish_early(i, best.score, 0, best.image)
         return x, y, chosen
 
     def _begin(self, items: list[dict[str, Any]], pad: list[bool]) -> None:
@@ -201,13 +205,11 @@ class DoodlModule(GenerationModule):
         self._drift: list[float | None] = [None] * n
         self._step_seconds: list[float] = []
         # Under `accept`, rows leave the chain once accepted (pads never enter it).
+        self.ledger = ItemLedger(self.eps, pad, bool(self.accept))
         pads = torch.tensor(pad, dtype=torch.bool)
-        self._active = ~pads if self.accept else torch.ones(n, dtype=torch.bool)
-        self._done: dict[int, tuple[float, int, Tensor]] = {}
-        self._mark, self._spent = (0, 0), [[0.0, 0.0] for _ in items]
         self._rows: list[int] = []
         x, y, edit = self.initial_latents(items)
-        self._charge([i for i in range(n) if bool(edit[i])])
+        self.ledger.charge([i for i in range(n) if bool(edit[i])])
         skip = edit | pads.to(edit.device)
         x, y, self.start_candidates = self.best_of_k_start(items, x, y, skip)
         self._generated = ~edit
@@ -223,22 +225,6 @@ class DoodlModule(GenerationModule):
                 )
         self._cond = self.condition(items)
         self.last_images = None
-
-    def _charge(self, rows: list[int]) -> None:
-        """Split the UNet calls counted since the last charge evenly among ``rows`` (the rows
-        that ran them), so each manifest line carries what its own item cost."""
-        calls, vjps = self.eps.calls, self.eps.vjps
-        delta = (calls - self._mark[0], vjps - self._mark[1])
-        self._mark = (calls, vjps)
-        for i in rows:
-            self._spent[i][0] += delta[0] / len(rows)
-            self._spent[i][1] += delta[1] / len(rows)
-
-    def _finish_early(self, i: int, score: float, step: int, image: Tensor) -> None:
-        """Item ``i`` met ``accept`` at iterate ``step``: that image is its output; it leaves
-        the chain."""
-        self._done[i] = (score, step, image.clone())
-        self._active[i] = False
 
     def optimised_loss(
         self, items: list[dict[str, Any]], cond, x: Tensor, y: Tensor, step: int
@@ -276,7 +262,7 @@ class DoodlModule(GenerationModule):
         self.latents.step = step
         self._schedule_step(step)
         n = len(items)
-        rows = torch.nonzero(self._active).flatten().tolist()
+        rows = self.ledger.rows()
         self._rows, self._ok = rows, torch.ones(n, dtype=torch.bool, device=self.device)
         if not rows:  # every item is done: no UNet call; the ranks still step together
             return 0.0 * self.ddp_anchor
@@ -305,12 +291,12 @@ class DoodlModule(GenerationModule):
                 self._failed[i] = f"non-finite loss ({value}) at optimisation step {step}"
             self._remember(i, score, step, main[k])
             if bool(hits[k]) and self._failed[i] is None:
-                self._finish_early(i, score, step, main[k])
+                self.ledger.finish_early(i, score, step, main[k])
         if len(rows) == n:
             self.last_images = main
         else:  # one image per item: a finished item shows its accepted image
             last = torch.zeros(n, *main.shape[1:], dtype=main.dtype, device=main.device)
-            for i, (_, _, image) in self._done.items():
+            for i, (_, _, image) in self.ledger.done.items():
                 last[i] = image
             last[torch.tensor(rows)] = main
             self.last_images = last
@@ -371,7 +357,7 @@ class DoodlModule(GenerationModule):
         )
 
     def on_train_batch_end(self, outputs, batch: Batch, batch_idx: int) -> None:
-        self._charge(self._rows)
+        self.ledger.charge(self._rows)
         if batch.last:
             self._finish(batch)
 
@@ -379,7 +365,7 @@ class DoodlModule(GenerationModule):
     def _finish(self, batch: Batch) -> None:
         items = batch.items
         x, y = self.latents.live()
-        rows = torch.nonzero(self._active).flatten().tolist()
+        rows = self.ledger.rows()
         images = final = None
         if len(rows) == len(items):
             images, final = self.evaluate(self.generate(x, y, self._cond), items)
@@ -389,21 +375,21 @@ class DoodlModule(GenerationModule):
             images, final = self.evaluate(
                 self.generate(x[index], y[index], self._cond.select(index)), sub
             )
-        self._charge(rows)
-        spent = [list(c) for c in self._spent]
+        self.ledger.charge(rows)
+        spent = [list(c) for c in self.ledger.spent]
         cost = self.batch_cost(len(items))
         where = {i: k for k, i in enumerate(rows)}
-        if images is None and not self._done:  # a rank holding only padding
+        if images is None and not self.ledger.done:  # a rank holding only padding
             self.final_images = None
             return
-        like = images[0] if images is not None else next(iter(self._done.values()))[2]
+        like = images[0] if images is not None else next(iter(self.ledger.done.values()))[2]
         outputs = torch.zeros(len(items), *like.shape, dtype=like.dtype, device=like.device)
         for i, item in enumerate(items):
             if batch.pad[i]:
                 continue
             extra: dict[str, Any] = {}
-            if i in self._done:
-                end, at, outputs[i] = self._done[i]
+            if i in self.ledger.done:
+                end, at, outputs[i] = self.ledger.done[i]
                 chosen = "accepted"
             else:
                 k = where[i]
