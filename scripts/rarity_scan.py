@@ -10,6 +10,9 @@ sweep's target sets are chosen from this table (on the tune split).
     # the same with rejection sampling also allowed 100 draws (fits already done are skipped)
     .venv/bin/python scripts/rarity_scan.py --sweep diamond:pentagon,cross:star,circle:hexagon \
         --split eval --n 48 --rs-draws 100 --out outputs/rare_eval
+    # the sweep's plot from its bins' folders
+    .venv/bin/python scripts/rarity_scan.py --plot docs/rarity_sweep.png outputs/half_eval \
+        outputs/tenth_eval outputs/rare_eval outputs/rarest_eval
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ from doodl_pl.main import main as doodl_main
 from doodl_pl.shapes64.assets import ROBUST_CLASSIFIER
 from doodl_pl.shapes64.benchmark import method_config
 from doodl_pl.shapes64.guides import validity
-from doodl_pl.shapes64.rarity import base_rates, parse_pairs, target_items, word_items
+from doodl_pl.shapes64.rarity import (
+    base_rates,
+    parse_pairs,
+    plot_sweep,
+    sweep_point,
+    target_items,
+    word_items,
+)
 from doodl_pl.shapes64.world import SHAPES
 
 
@@ -41,7 +51,21 @@ def main() -> None:
                    help="--sweep: rejection sampling's cap in draws per item (25: the DOODL\n"
                    "budget; other caps run beside it as rejection_sampling_<N>)")  # fmt: skip
     p.add_argument("--out", default="outputs/rarity")
+    p.add_argument("--plot", nargs="+", metavar=("PNG", "BIN_DIR"), default=None,
+                   help="only plot: calls per accepted valid image against the base rate of the\n"
+                   "--sweep folders given, base rates from --rates")  # fmt: skip
+    p.add_argument("--rates", default="outputs/rarity_tune/rarity.json",
+                   help="--plot: the tune scan's rarity.json")  # fmt: skip
     a = p.parse_args()
+    if a.plot:
+        rates = json.loads(Path(a.rates).read_text())["rates"]
+        points = [sweep_point(Path(d), rates) for d in a.plot[1:]]
+        for pt in points:
+            print(pt["bin"], f"base rate {pt['base_rate']:.3f}",
+                  {k: round(v["value"]) if v["value"] < 1e12 else "none" for k, v in pt["methods"].items()})  # fmt: skip
+        plot_sweep(points, Path(a.plot[0]))
+        print(f"wrote {a.plot[0]}")
+        return
     out = Path(a.out)
     if a.sweep:
         sweep(a, out)
@@ -82,6 +106,7 @@ def sweep(a: argparse.Namespace, out: Path) -> None:
     chain = {"sampler": "bdia", "num_inference_steps": 20, "accept": {"class_prob": 0.9}}
     doodl = chain | {"loss": [eot], "opt_steps": 8, "optimizer.init_args.lr": 0.5,
                      "optimizer.init_args.clip": 0.3}  # fmt: skip
+
     def rejection(draws: int) -> tuple[str, dict]:
         return ("best_of_n", chain | {"loss": [guide], "gamma": 0.5, "candidate_batch": 1,
                                       "n_candidates": draws})  # fmt: skip

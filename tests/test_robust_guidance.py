@@ -249,3 +249,29 @@ def test_target_sets_name_their_pairs_and_keep_to_their_split(tmp_path):
     for bad in ("square:polygon", "hexagon:circle", "circle"):
         with pytest.raises(ValueError, match="WORD:CLASS"):
             parse_pairs(bad)
+
+
+def test_sweep_point_reads_a_bins_base_rate_and_costs(tmp_path):
+    from doodl_pl.shapes64.rarity import plot_sweep, sweep_point
+    from doodl_pl.shapes64.world import SHAPES
+
+    rows = [{"word": "polygon", "class_index": SHAPES.index("hexagon")},
+            {"word": "cross", "class_index": SHAPES.index("star")}]  # fmt: skip
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    runs = [
+        {"name": "rs", "cost": {"unet_calls_per_item": 500.0},
+         "metrics": {"calls_per_valid": {"value": float("inf"), "lo": float("nan"),
+                                         "hi": float("nan")}}},
+        {"name": "doodl", "cost": {"unet_calls_per_item": 400.0},
+         "metrics": {"calls_per_valid": {"value": 800.0, "lo": 500.0, "hi": 1500.0}}},
+    ]  # fmt: skip
+    (tmp_path / "evaluation" / "results.json").write_text(json.dumps(runs))
+    rates = {w: [0.0] * len(SHAPES) for w in ("polygon", "cross")}
+    rates["polygon"][SHAPES.index("hexagon")], rates["cross"][SHAPES.index("star")] = 0.5, 0.1
+    p = sweep_point(tmp_path, rates)
+    assert p["base_rate"] == pytest.approx(0.3)
+    assert p["methods"]["rs"]["value"] == float("inf") and p["methods"]["rs"]["spent"] == 1000
+    assert p["methods"]["doodl"]["lo"] == 500.0
+    plot_sweep([p, dict(p, base_rate=0.05, bin="other")], tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 1000

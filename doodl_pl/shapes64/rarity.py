@@ -5,7 +5,10 @@ octagon is rare if the model draws octagons for "circle" 3 % of the time)."""
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +17,10 @@ from .benchmark import OFFSET, _phrase, fid_references
 from .dataset import SPLITS
 from .world import SHAPE_WORD, SHAPES, sample_scene
 
-__all__ = ["WORDS", "base_rates", "parse_pairs", "target_items", "word_items"]
+__all__ = [
+    "WORDS", "base_rates", "parse_pairs", "plot_sweep", "sweep_point", "target_items",
+    "word_items",
+]  # fmt: skip
 
 #: Every prompt word of the world (the hidden classes share "polygon").
 WORDS = tuple(dict.fromkeys(SHAPE_WORD.values()))
@@ -85,3 +91,64 @@ def target_items(pairs: list[tuple[str, str]], n: int, split: str, out: Path) ->
 def _prompt(seed: int, word: str) -> str:
     """``"a {color} {word}"`` with the colour ``seed``'s one-object scene has."""
     return _phrase(sample_scene(seed, n_objects=1).objects[0].color, word)
+
+
+def sweep_point(bin_dir: Path, rates: dict[str, list[float]]) -> dict[str, Any]:
+    """One bin of the sweep: its items' mean base rate (``rates``: the scan's word → class
+    shares) and, per method, UNet calls per accepted valid image with its interval and the
+    calls spent in all (a lower bound on the cost where nothing valid was found)."""
+    items = [json.loads(x) for x in (bin_dir / "items.jsonl").read_text().splitlines()]
+    rate = float(np.mean([rates[it["word"]][it["class_index"]] for it in items]))
+    runs = json.loads((bin_dir / "evaluation" / "results.json").read_text())
+    methods = {}
+    for run in runs:
+        e = run["metrics"].get("calls_per_valid", {})
+        spent = run["cost"]["unet_calls_per_item"] * len(items)
+        methods[run["name"]] = {k: e.get(k, math.inf) for k in ("value", "lo", "hi")} | {
+            "spent": spent
+        }
+    return {"bin": bin_dir.name, "base_rate": rate, "methods": methods}
+
+
+def plot_sweep(points: list[dict[str, Any]], path: Path) -> None:
+    """UNet calls per accepted valid image against the base rate, per method (log–log); where
+    a method found none, a hollow marker at the calls it spent (the cost is above it)."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = sorted(points, key=lambda p: -p["base_rate"])
+    names = list(dict.fromkeys(n for p in points for n in p["methods"]))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for k, name in enumerate(names):
+        color = f"C{k}"
+        xs, ys, lo, hi = [], [], [], []
+        for p in points:
+            m = p["methods"].get(name)
+            if m is None:
+                continue
+            x = p["base_rate"] * (1 + 0.04 * (k - 1))  # a little apart, to see the intervals
+            if math.isfinite(m["value"]):
+                xs.append(x)
+                ys.append(m["value"])
+                lo.append(m["value"] - m["lo"] if math.isfinite(m["lo"]) else 0)
+                hi.append(m["hi"] - m["value"] if math.isfinite(m["hi"]) else 0)
+            else:
+                ax.scatter([x], [m["spent"]], marker="^", facecolors="none", edgecolors=color)
+        ax.errorbar(xs, ys, yerr=[lo, hi], color=color, marker="o", capsize=3, label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    rates = [p["base_rate"] for p in points]
+    ax.set_xticks(rates, [f"{r:.1%}\n{p['bin']}" for r, p in zip(rates, points, strict=True)])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.invert_xaxis()
+    ax.set_xlabel("base rate of the target under its prompt (tune scan)")
+    ax.set_ylabel("UNet calls per accepted valid image")
+    ax.set_title("Rarity sweep, eval split (△: none found in the calls spent)", fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(True, which="both", lw=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
