@@ -16,15 +16,12 @@ import argparse
 import json
 from pathlib import Path
 
-import yaml
-
 from doodl_pl.backbones import StableDiffusion
 from doodl_pl.evaluation import load_run
-from doodl_pl.main import main as doodl_main
 from doodl_pl.shapes64 import quality
 from doodl_pl.shapes64.agreement import agreement, draw_pool, hidden_targets, markdown_rows
 from doodl_pl.shapes64.assets import SD
-from doodl_pl.shapes64.benchmark import HIDDEN, build_items, method_config
+from doodl_pl.shapes64.benchmark import HIDDEN, build_items, fit_run, method_config
 from doodl_pl.shapes64.dataset import load_split
 from doodl_pl.shapes64.guides import vocabulary_guide
 from doodl_pl.shapes64.world import SHAPES
@@ -46,9 +43,7 @@ def main() -> None:
     run_dir = out / "vanilla"
     over = {"sampler": "bdia", "gamma": 0.5, "num_inference_steps": 20}
     cfg = method_config("vocabulary", "vanilla", pool, run_dir, batch_size=32, overrides=over)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "run.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    doodl_main(["fit", "--config", str(run_dir / "run.yaml")])  # resumes a killed run
+    fit_run(cfg, run_dir)  # resumes a killed run
     run = load_run(run_dir, pool)
     guides = {g: vocabulary_guide(g) for g in a.guides}
     targets = [r["item"]["class_index"] for r in run.rows]

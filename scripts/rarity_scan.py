@@ -21,12 +21,10 @@ import argparse
 import json
 from pathlib import Path
 
-import yaml
-
 from doodl_pl.evaluation import load_run
 from doodl_pl.main import main as doodl_main
 from doodl_pl.shapes64.assets import ROBUST_CLASSIFIER
-from doodl_pl.shapes64.benchmark import method_config
+from doodl_pl.shapes64.benchmark import fit_run, method_config
 from doodl_pl.shapes64.guides import validity
 from doodl_pl.shapes64.rarity import (
     base_rates,
@@ -74,9 +72,7 @@ def main() -> None:
     run_dir = out / "vanilla"
     over = {"sampler": "bdia", "gamma": 0.5, "num_inference_steps": 20, "loss": None}
     cfg = method_config("vocabulary", "vanilla", items, run_dir, batch_size=32, overrides=over)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "run.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-    doodl_main(["fit", "--config", str(run_dir / "run.yaml")])  # resumes a killed run
+    fit_run(cfg, run_dir)  # resumes a killed run
     run = load_run(run_dir, items)
     judge = validity()
     words = [r["id"].rsplit("_", 1)[0] for r in run.rows]
@@ -121,9 +117,7 @@ def sweep(a: argparse.Namespace, out: Path) -> None:
     for name, (method, over) in runs.items():
         run_dir = out / name
         cfg = method_config("vocabulary", method, items, run_dir, batch_size=8, overrides=over)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "run.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
-        doodl_main(["fit", "--config", str(run_dir / "run.yaml")])
+        fit_run(cfg, run_dir)
     doodl_main(["evaluate", *(str(out / n) for n in runs), "--names", *runs, "--items",
                 str(items), "--accept", "guide_class_prob=0.9", "--judge", "validity",
                 "--fid-reference", str(out / "fid_reference"), "--out", str(out / "evaluation")])  # fmt: skip

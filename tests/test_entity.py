@@ -18,7 +18,12 @@ def test_each_near_miss_changes_one_thing():
         pos = case["positive"].objects[0]
         assert ref.outline is not None
         assert case["positive"].background != case["reference"].background
-        assert (pos.shape, pos.color, pos.outline, pos.r) == (ref.shape, ref.color, ref.outline, ref.r)
+        assert (pos.shape, pos.color, pos.outline, pos.r) == (
+            ref.shape,
+            ref.color,
+            ref.outline,
+            ref.r,
+        )
         for kind in KINDS:
             diff = {k for k, v in asdict(case[kind].objects[0]).items() if asdict(pos)[k] != v}
             want = {"outline": {"outline"}, "fill": {"color"}, "no_outline": {"outline"},

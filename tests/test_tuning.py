@@ -71,3 +71,23 @@ def test_variant_values_may_be_yaml_with_commas_of_their_own():
 def test_grid_values_may_be_yaml_with_commas_of_their_own():
     grid = parse_grid(["doodl:loss=[{a: 1, b: 2}],[{a: 3}]", "doodl:gamma=0.5,1"])
     assert grid == {"doodl": {"loss": [[{"a": 1, "b": 2}], [{"a": 3}]], "gamma": [0.5, 1]}}
+
+
+def test_fit_run_writes_the_config_runs_it_and_refuses_other_settings(tmp_path):
+    from doodl_pl.shapes64.assets import available
+    from doodl_pl.shapes64.benchmark import build_items, fit_run, method_config
+
+    if not available()["sd"]:
+        pytest.skip("Shapes-64 weights not shipped")
+    items = build_items("vocabulary", 1, "tune", tmp_path / "items")
+    over = {"num_inference_steps": 2, "loss": None}
+    run = tmp_path / "run"
+    path = fit_run(method_config("vocabulary", "vanilla", items, run, overrides=over), run)
+    assert path == run / "run.yaml" and path.is_file()
+    lines = (run / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and '"status": "ok"' in lines[0]
+    fit_run(method_config("vocabulary", "vanilla", items, run, overrides=over), run)  # resumes
+    assert len((run / "manifest.jsonl").read_text().splitlines()) == 1
+    over["num_inference_steps"] = 3
+    with pytest.raises(ValueError, match="output_dir"):
+        fit_run(method_config("vocabulary", "vanilla", items, run, overrides=over), run)

@@ -27,6 +27,7 @@ from .world import COLORS, SHAPES, Obj, Scene, article, sample_scene
 __all__ = [
     "APPS",
     "fid_references",
+    "fit_run",
     "GUIDE_ACCEPTS",
     "MATCH_TOLERANCE",
     "METHODS",
@@ -115,6 +116,18 @@ def _vocabulary(n: int, split: str, out: Path) -> list[dict]:
         )
     fid_references(HIDDEN, start + 10_000, out / "fid_reference")
     return items
+
+
+def fit_run(cfg: dict, run_dir: Path) -> Path:
+    """Write ``cfg`` to ``run_dir/run.yaml`` and run `doodl-pl fit` on it (a killed run resumes
+    where it stopped; a folder made with other settings is refused). Returns the file."""
+    from ..main import main as doodl_main  # the CLI imports the package: not at import time
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    doodl_main(["fit", "--config", str(path)])
+    return path
 
 
 def fid_references(shapes: Sequence[str], start: int, out: Path) -> Path:

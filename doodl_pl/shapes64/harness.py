@@ -40,6 +40,7 @@ from .benchmark import (
     METHODS,
     build_items,
     check_equal_calls,
+    fit_run,
     mean_unet_calls,
     method_config,
     parse_method_key,
@@ -100,14 +101,10 @@ def run_method(app, method, items, run_dir, a, overrides=None, doodl=None) -> Pa
             aside = run_dir.with_name(f"{run_dir.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
             run_dir.rename(aside)
             print(f"   {run_dir}: settings changed, previous run moved to {aside}", file=sys.stderr)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "run.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     t0 = time.time()
     print(f"== {app} / {run_dir.name}: generating", file=sys.stderr, flush=True)
     try:
-        from ..main import main as doodl_main
-
-        doodl_main(["fit", "--config", str(run_dir / "run.yaml")])
+        fit_run(cfg, run_dir)
     except Exception:  # noqa: BLE001 - report it and go on: the other methods still compare
         traceback.print_exc()
         print(f"   {run_dir}: FAILED, see the traceback above", file=sys.stderr, flush=True)
