@@ -94,7 +94,7 @@ def part_classifiers(out: dict, a: argparse.Namespace) -> None:
 
 def part_clip(out: dict, a: argparse.Namespace) -> None:
     images, records = load_split("eval_one", a.n)
-    zs = quality.clip_zero_shot(ClipModel(CLIP), images, records)
+    zs = quality.clip_zero_shot(ClipModel(ClipSpec(*a.clip) if a.clip else CLIP), images, records)
     out.update(
         clip_zero_shot_shape_top1=zs["shape"].value, clip_zero_shot_color_top1=zs["color"].value
     )
@@ -126,12 +126,13 @@ def part_entity(out: dict, a: argparse.Namespace) -> None:
     from doodl_pl.shapes64 import entity
 
     cases = entity.entity_cases(a.n, EVAL_SEEDS + 500_000)
-    clip = ClipModel(CLIP)
+    spec = ClipSpec(*a.clip) if a.clip else CLIP
+    clip = ClipModel(spec)
     robust = ClassifierLoss(**ROBUST_CLASSIFIER, num_classes=9, input_size=64)
     with tempfile.TemporaryDirectory() as tmp:
         guides = {
             "CLIPImageLoss as the demo runs it (8 cuts, min_cut 0.75)": entity.loss_guide(
-                CLIPImageLoss([CLIP], n_cuts=8, min_cut=0.75), Path(tmp)
+                CLIPImageLoss([spec], n_cuts=8, min_cut=0.75), Path(tmp)
             ),
             "CLIP image embedding, whole image": entity.feature_guide(ClipFeatures(clip)),
             "robust guide classifier's pre-logit features": entity.feature_guide(
@@ -194,7 +195,7 @@ def main() -> None:
     p.add_argument("--items-split", default="tune", choices=["tune", "eval"],
                    help="benchmark split of the photos for --parts vae_content")  # fmt: skip
     p.add_argument("--clip", nargs=2, metavar=("CONFIG_JSON", "WEIGHTS"),
-                   help="the CLIP for --parts clip_swaps (default: shipped)")  # fmt: skip
+                   help="the CLIP for --parts clip, clip_swaps, entity (default: shipped)")  # fmt: skip
     p.add_argument("--grid", default=None, help="write the one-object t2i images to this PNG")
     p.add_argument("--seed-base", type=int, default=EVAL_SEEDS,
                    help="first one-object seed; 8000000 with --seeds-per-prompt 4 --two 0 is the\n"

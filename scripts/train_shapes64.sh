@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Retrain every Shapes-64 model from scratch (or resume): VAE, CLIP, the text-to-image model (its
 # frozen text encoder is CLIP's text tower, so retrain it after CLIP), guide classifier, aesthetic
-# head, evaluation classifier (`clip_hn`, the hard-negative CLIP experiment, and `classifier_robust`, the robust guide option, only when named). Each recipe checkpoints every 250
+# head, evaluation classifier (`clip_hn`, the hard-negative CLIP experiment, `clip_entity`, the entity-negative one, and `classifier_robust`, the robust guide option, only when named). Each recipe checkpoints every 250
 # steps under checkpoints/shapes64/<model>/ and resumes from last.ckpt when rerun; a recipe whose
 # export already exists is skipped (pass --force to retrain all). Exports go to
 # doodl_pl/assets/shapes64/.   Usage: bash scripts/train_shapes64.sh [--force] [model ...]
@@ -21,6 +21,7 @@ declare -A export=(
   [t2i]=$A/sd/model_index.json
   [clip]=$A/clip/shapes64-clip.safetensors
   [clip_hn]=$A/clip_hn/shapes64-clip-hn.safetensors
+  [clip_entity]=$A/clip_entity/shapes64-clip-entity.safetensors
   [classifier]=$A/classifier.safetensors
   [classifier_robust]=$A/classifier_robust.safetensors
   [eval_classifier]=$A/eval_classifier.safetensors

@@ -156,3 +156,35 @@ def test_hard_negative_term_trains(monkeypatch, tmp_path):
         loss.backward()
         opt.step()
     assert first > 0.5 and logs["train/hard_negatives"] < 0.05 * first
+
+
+def test_entity_term_trains(monkeypatch, tmp_path):
+    """The image term of issue 28 #2 can be driven down: 20 AdamW steps on one batch of outlined
+    one-object scenes, each against its moved entity and near misses, halve it at least."""
+    from doodl_pl.shapes64.assets import CLIP, available
+    from doodl_pl.shapes64.dataset import load_split
+    from doodl_pl.shapes64.recipes import ClipRecipe
+
+    if not available()["clip"]:
+        pytest.skip("shipped Shapes-64 CLIP missing")
+    images, records = load_split("tune_one", 96)
+    keep = [k for k, r in enumerate(records) if r["objects"][0]["outline"]][:12]
+    images, records = images[keep], [records[k] for k in keep]
+    monkeypatch.setattr(ClipRecipe, "records", property(lambda self: records))
+    torch.manual_seed(0)
+    recipe = ClipRecipe(entity_negatives=1.0, init_weights=CLIP.pretrained,
+                        export_dir=str(tmp_path))  # fmt: skip
+    logs = {}
+    recipe.log = lambda key, value, **kw: logs.__setitem__(key, float(value))
+    opt = torch.optim.AdamW(recipe.model.parameters(), 1e-3)
+    batch = (torch.from_numpy(images).permute(0, 3, 1, 2), torch.arange(len(keep)))
+    for step in range(20):
+        loss = recipe.training_step(batch, 0)
+        if step == 0:
+            first = logs["train/entity_negatives"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert len(keep) >= 8 and first > 0.3 and logs["train/entity_negatives"] < 0.5 * first
+    with pytest.raises(ValueError, match="entity_negatives"):
+        ClipRecipe(entity_negatives=0.0, export_dir=str(tmp_path))

@@ -35,14 +35,34 @@ from torch import Tensor, nn
 from ..evaluation.stats import Estimate, proportion
 from ..losses.base import ImageLoss, LossContext
 from .render import render
-from .world import BACKGROUNDS, BOUND, COLORS, SHAPES, SIZE, Scene, sample_scene
+from .world import BACKGROUNDS, BOUND, COLORS, SHAPES, SIZE, Obj, Scene, sample_scene
 
-__all__ = ["KINDS", "discrimination", "entity_cases", "feature_guide", "loss_guide"]
+__all__ = [
+    "KINDS", "discrimination", "entity_cases", "feature_guide", "loss_guide", "near_misses",
+]  # fmt: skip
 
 KINDS = ("outline", "fill", "no_outline", "shape")
 
 #: (reference images, candidate images) → per-candidate distance to its reference (lower: alike)
 Guide = Callable[[np.ndarray, np.ndarray], Tensor | np.ndarray]
+
+
+def near_misses(o: Obj, avoid: str, rng: np.random.Generator) -> dict[str, Scene]:
+    """The entity ``o`` at a new place on a background other than ``avoid`` (``positive``), and
+    there one near miss per kind of :data:`KINDS`, all drawn from ``rng``."""
+    lo, hi = 1 + BOUND * o.r, SIZE - 1 - BOUND * o.r
+    moved = replace(o, cx=float(rng.uniform(lo, hi)), cy=float(rng.uniform(lo, hi)))
+    background = [b for b in BACKGROUNDS if b != avoid][int(rng.integers(len(BACKGROUNDS) - 1))]
+    free = [c for c in COLORS if c not in (o.color, o.outline)]
+    change = {
+        "outline": replace(moved, outline=free[int(rng.integers(len(free)))]),
+        "fill": replace(moved, color=free[int(rng.integers(len(free)))]),
+        "no_outline": replace(moved, outline=None),
+        "shape": replace(moved, shape=[s for s in SHAPES if s != o.shape][int(rng.integers(8))]),
+    }
+    out = {"positive": Scene(background, [moved])}
+    out.update({k: Scene(background, [obj]) for k, obj in change.items()})
+    return out
 
 
 def entity_cases(n: int, seed0: int) -> list[dict[str, Scene]]:
@@ -55,23 +75,8 @@ def entity_cases(n: int, seed0: int) -> list[dict[str, Scene]]:
             seed += 1
             if ref.objects[0].outline is not None:
                 break
-        o = ref.objects[0]
         rng = np.random.default_rng([seed0, i])
-        lo, hi = 1 + BOUND * o.r, SIZE - 1 - BOUND * o.r
-        moved = replace(o, cx=float(rng.uniform(lo, hi)), cy=float(rng.uniform(lo, hi)))
-        background = [b for b in BACKGROUNDS if b != ref.background][int(rng.integers(3))]
-        free = [c for c in COLORS if c not in (o.color, o.outline)]
-        change = {
-            "outline": replace(moved, outline=free[int(rng.integers(len(free)))]),
-            "fill": replace(moved, color=free[int(rng.integers(len(free)))]),
-            "no_outline": replace(moved, outline=None),
-            "shape": replace(
-                moved, shape=[s for s in SHAPES if s != o.shape][int(rng.integers(8))]
-            ),
-        }
-        case = {"reference": ref, "positive": Scene(background, [moved])}
-        case.update({k: Scene(background, [obj]) for k, obj in change.items()})
-        cases.append(case)
+        cases.append({"reference": ref, **near_misses(ref.objects[0], ref.background, rng)})
     return cases
 
 

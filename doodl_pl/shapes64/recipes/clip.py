@@ -53,6 +53,11 @@ class ClipRecipe(Recipe):
             ``None`` leaves it out.
         init_weights: start from these weights (safetensors of the same config), e.g. to
             fine-tune the shipped CLIP; ``None`` starts from scratch.
+        entity_negatives: weight of an image term (issue 28 #2): each outlined one-object image
+            (at most 16 a batch) must embed closer to the same entity moved to a new place and
+            background than to its near misses (another outline colour, fill or shape, the
+            outline removed; :func:`~doodl_pl.shapes64.entity.near_misses`); ``None`` leaves
+            it out.
         lr, export_dir: optimiser and output.
         name: the exported model's name.
     """
@@ -62,6 +67,7 @@ class ClipRecipe(Recipe):
         model_cfg: dict | None = None,
         hard_negatives: float | None = None,
         init_weights: str | None = None,
+        entity_negatives: float | None = None,
         lr: float = 5e-4,
         export_dir: str = "pkg:shapes64/clip",
         name: str = "shapes64-clip",
@@ -85,6 +91,9 @@ class ClipRecipe(Recipe):
         if hard_negatives is not None and hard_negatives <= 0:
             raise ValueError(f"`hard_negatives` must be > 0 or null, got {hard_negatives}")
         self.hard_negatives = hard_negatives
+        if entity_negatives is not None and entity_negatives <= 0:
+            raise ValueError(f"`entity_negatives` must be > 0 or null, got {entity_negatives}")
+        self.entity_negatives = entity_negatives
         from ...losses.clip_models import OPENAI_MEAN, OPENAI_STD
 
         self.register_buffer("mean", torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -126,7 +135,33 @@ class ClipRecipe(Recipe):
                 hn = torch.stack(terms).mean()
                 self.log("train/hard_negatives", hn, prog_bar=True)
                 loss = loss + self.hard_negatives * hn
+        if self.entity_negatives:
+            term = self._entity_term(scenes, idx, img, scale)
+            if term is not None:
+                self.log("train/entity_negatives", term, prog_bar=True)
+                loss = loss + self.entity_negatives * term
         return loss
+
+    def _entity_term(self, scenes, idx, img, scale):
+        """Each outlined one-object image against its entity moved (the positive) and that
+        entity's near misses, in a softmax of their own; ``None`` when the batch has none."""
+        from ..entity import KINDS, near_misses
+        from ..render import render
+
+        anchors = [k for k, s in enumerate(scenes) if len(s.objects) == 1 and s.objects[0].outline]
+        if not anchors:
+            return None
+        anchors = anchors[:16]
+        renders = []
+        for k in anchors:
+            rng = np.random.default_rng([idx[k], self.global_step, 28])
+            case = near_misses(scenes[k].objects[0], scenes[k].background, rng)
+            renders += [render(case[key]) for key in ("positive", *KINDS)]
+        x = torch.from_numpy(np.stack(renders)).permute(0, 3, 1, 2).to(self.device)
+        cand = F.normalize(self.model.encode_image((to01(x) - self.mean) / self.std), dim=-1)
+        cand = cand.view(len(anchors), 1 + len(KINDS), -1)
+        logits = scale * torch.einsum("akd,ad->ak", cand, img[anchors])
+        return -logits.log_softmax(1)[:, 0].mean()
 
     def export(self) -> None:
         (self.export_dir / f"{self.name}.json").write_text(json.dumps(self.cfg, indent=1))
