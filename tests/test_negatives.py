@@ -144,18 +144,25 @@ def test_hard_negative_term_trains(monkeypatch, tmp_path):
     monkeypatch.setattr(ClipRecipe, "records", property(lambda self: records))
     torch.manual_seed(0)
     recipe = ClipRecipe(hard_negatives=5.0, init_weights=CLIP.pretrained, export_dir=str(tmp_path))
+    first, last = _train_term(recipe, images, "train/hard_negatives", 30)
+    assert first > 0.5 and last < 0.05 * first
+
+
+def _train_term(recipe, images, key: str, steps: int) -> tuple[float, float]:
+    """AdamW (lr 1e-3) on the recipe's own ``training_step`` over one batch of ``images``;
+    the logged ``key`` at the first and the last step."""
     logs = {}
-    recipe.log = lambda key, value, **kw: logs.__setitem__(key, float(value))
+    recipe.log = lambda name, value, **kw: logs.__setitem__(name, float(value))
     opt = torch.optim.AdamW(recipe.model.parameters(), 1e-3)
-    batch = (torch.from_numpy(images).permute(0, 3, 1, 2), torch.arange(16))
-    for step in range(30):
+    batch = (torch.from_numpy(images).permute(0, 3, 1, 2), torch.arange(len(images)))
+    for step in range(steps):
         loss = recipe.training_step(batch, 0)
         if step == 0:
-            first = logs["train/hard_negatives"]
+            first = logs[key]
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert first > 0.5 and logs["train/hard_negatives"] < 0.05 * first
+    return first, logs[key]
 
 
 def test_entity_term_trains(monkeypatch, tmp_path):
@@ -174,17 +181,7 @@ def test_entity_term_trains(monkeypatch, tmp_path):
     torch.manual_seed(0)
     recipe = ClipRecipe(entity_negatives=1.0, init_weights=CLIP.pretrained,
                         export_dir=str(tmp_path))  # fmt: skip
-    logs = {}
-    recipe.log = lambda key, value, **kw: logs.__setitem__(key, float(value))
-    opt = torch.optim.AdamW(recipe.model.parameters(), 1e-3)
-    batch = (torch.from_numpy(images).permute(0, 3, 1, 2), torch.arange(len(keep)))
-    for step in range(20):
-        loss = recipe.training_step(batch, 0)
-        if step == 0:
-            first = logs["train/entity_negatives"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    assert len(keep) >= 8 and first > 0.3 and logs["train/entity_negatives"] < 0.5 * first
+    first, last = _train_term(recipe, images, "train/entity_negatives", 20)
+    assert len(keep) >= 8 and first > 0.3 and last < 0.5 * first
     with pytest.raises(ValueError, match="entity_negatives"):
         ClipRecipe(entity_negatives=0.0, export_dir=str(tmp_path))
