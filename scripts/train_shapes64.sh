@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
-# Retrain every Shapes-64 model from scratch (or resume): VAE, CLIP, the text-to-image model (its
-# frozen text encoder is CLIP's text tower, so retrain it after CLIP), guide classifier, aesthetic
-# head, evaluation classifier (`clip_hn`, the hard-negative CLIP experiment, `clip_entity`, the entity-negative one, and `classifier_robust`, the robust guide option, only when named). Each recipe checkpoints every 250
-# steps under checkpoints/shapes64/<model>/ and resumes from last.ckpt when rerun; a recipe whose
-# export already exists is skipped (pass --force to retrain all). Exports go to
-# doodl_pl/assets/shapes64/.   Usage: bash scripts/train_shapes64.sh [--force] [model ...]
+# Retrain every Shapes-64 model from scratch (or resume): VAE, its decoder-only fine-tune, CLIP, its
+# entity fine-tune (frozen text tower), the text-to-image model (its frozen text encoder is CLIP's
+# text tower, so retrain it after CLIP), guide classifier, aesthetic head, evaluation classifier.
+# `clip_hn` (the hard-negative CLIP experiment) and `classifier_robust` (the robust guide option)
+# train only when named. Each recipe checkpoints every 250 steps under checkpoints/shapes64/<model>/
+# and resumes from last.ckpt when rerun; a recipe whose export (or, for a fine-tune that replaces
+# a shipped model, whose installed file) already exists is skipped: pass --force to retrain.
+# Exports go to doodl_pl/assets/shapes64/.   Usage: bash scripts/train_shapes64.sh [--force] [model ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 force=0
 if [ "${1:-}" = "--force" ]; then force=1; shift; fi
 models=("$@")
-[ ${#models[@]} -gt 0 ] || models=(vae clip t2i classifier aesthetic eval_classifier)
+[ ${#models[@]} -gt 0 ] || models=(vae vae_decoder clip clip_entity t2i classifier aesthetic eval_classifier)
 # Checkpoints live outside the work tree so that a fresh checkout can still resume.
 mkdir -p "$HOME/.cache/doodl_pl/checkpoints"
 [ -e checkpoints ] || ln -s "$HOME/.cache/doodl_pl/checkpoints" checkpoints
@@ -22,18 +24,33 @@ declare -A export=(
   [clip]=$A/clip/shapes64-clip.safetensors
   [clip_hn]=$A/clip_hn/shapes64-clip-hn.safetensors
   [clip_entity]=outputs/models/clip_entity/shapes64-clip-entity.safetensors
+  [vae_decoder]=outputs/models/vae_decoder/diffusion_pytorch_model.safetensors
   [classifier]=$A/classifier.safetensors
   [classifier_robust]=$A/classifier_robust.safetensors
   [eval_classifier]=$A/eval_classifier.safetensors
   [aesthetic]=$A/aesthetic_head.safetensors
 )
+# Fine-tunes that replace a shipped model once trained (issue 28): the decoder-only VAE fine-tune
+# (same encoder, same latents) and the entity CLIP (same text tower, the t2i text encoder).
+# The decoder's config.json is unchanged by the fine-tune (same encoder, same scaling factor).
+declare -A install=(
+  [vae_decoder]=$A/sd/vae/diffusion_pytorch_model.safetensors
+  [clip_entity]=$A/clip/shapes64-clip.safetensors
+)
 for m in "${models[@]}"; do
-  if [ $force = 0 ] && [ -f "${export[$m]}" ]; then echo "== $m: exported, skipping"; continue; fi
   ckpt=checkpoints/shapes64/$m/last.ckpt
+  done_file=${install[$m]:-${export[$m]}}
+  # A fine-tune killed before its export resumes, although the file it replaces exists.
+  if [ -f "$ckpt" ] && [ ! -f "${export[$m]}" ]; then done_file=${export[$m]}; fi
+  if [ $force = 0 ] && [ -f "$done_file" ]; then echo "== $m: exported, skipping"; continue; fi
   resume=()
   if [ -f "$ckpt" ] && [ $force = 0 ]; then resume=(--ckpt_path "$ckpt"); fi
   echo "== $m: training ($(date +%T))"
   start=$(date +%s)
   .venv/bin/doodl-pl-train fit --config "configs/shapes64/train_$m.yaml" "${resume[@]}"
   echo "== $m: done in $(( $(date +%s) - start )) s"
+  if [ -n "${install[$m]:-}" ] && [ -f "${export[$m]}" ]; then
+    cp "${export[$m]}" "${install[$m]}"
+    echo "== $m: installed as ${install[$m]}"
+  fi
 done

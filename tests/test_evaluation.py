@@ -190,6 +190,30 @@ def test_each_check_fails_alone_on_the_one_thing_that_is_wrong():
     assert out["found"] == 0.0 and out["full_match"] == 0.0
 
 
+def test_entity_check_reads_the_reference_object_alone():
+    """``entity`` (personalization) passes when object 0 is drawn whole, whatever the relation
+    or the other object, and fails on its outline, shape or fill alone."""
+    from doodl_pl.evaluation.validity import Validity
+    from doodl_pl.shapes64 import Obj, Scene
+    from doodl_pl.shapes64.checks import Shapes64Checks
+
+    a = Obj("square", "red", "blue", 9.0, 16.0, 32.0)
+    b = Obj("star", "green", None, 9.0, 46.0, 32.0)
+    img = render(Scene("white", [a, b]))
+    entity = {"color": "red", "shape": "square", "outline": "blue"}
+    truth = {"objects": [entity, {"color": "yellow", "word": "circle"}], "entity": 0,
+             "relation": "to the right of"}  # fmt: skip
+    checks = Shapes64Checks(Validity(**GUIDE))
+    out = checks.check(img, truth, None)
+    assert out["entity"] == 1.0 and out["full_match"] == 0.0
+    for change in ({"outline": "green"}, {"shape": "diamond"}, {"color": "purple"}):
+        t = {**truth, "objects": [{**entity, **change}, truth["objects"][1]]}
+        assert checks.check(img, t, None)["entity"] == 0.0, change
+    assert "entity" not in checks.check(
+        img, {k: v for k, v in truth.items() if k != "entity"}, None
+    )
+
+
 @needs_assets
 def test_measured_aesthetic_tracks_the_formula(tmp_path):
     from doodl_pl.evaluation.validity import Validity
@@ -227,6 +251,27 @@ def test_edit_checks(tmp_path):
     assert good["improved"]["value"] == 1.0 and good["content_kept"]["value"] >= 5 / 6
     assert good["aesthetic_gain"]["value"] > 3
     assert bad["content_kept"]["value"] == 0.0 and bad["edit_success"]["value"] == 0.0
+
+
+def test_fill_readings_count_the_entity_fill_and_the_named_colour_worn_twice(tmp_path):
+    """Three personalization items drawn by hand: the entity in its own fill; both objects in
+    the other object's named colour; the entity in a third colour."""
+    from doodl_pl.shapes64 import Obj, Scene
+    from doodl_pl.shapes64.entity import fill_readings
+
+    items = build_items("personalization", 3, "tune", tmp_path / "items").read_text()
+    items = [json.loads(x) for x in items.splitlines()]
+    imgs = []
+    for k, it in enumerate(items):
+        (e, o) = it["truth"]["objects"]
+        third = next(c for c in ("red", "blue", "green") if c not in (e["color"], o["color"]))
+        fill = [e["color"], o["color"], third][k]
+        a = Obj(e["shape"], fill, e["outline"], 9.0, 16.0, 32.0)
+        b = Obj("circle", o["color"], None, 9.0, 46.0, 32.0)
+        imgs.append(render(Scene("white", [a, b])))
+    got = fill_readings(fake_run(tmp_path / "run", items, imgs))
+    assert got["entity_fill_drawn"].value == pytest.approx(1 / 3)
+    assert got["both_in_the_named_colour"].value == pytest.approx(1 / 3)
 
 
 @needs_assets

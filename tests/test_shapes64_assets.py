@@ -66,3 +66,19 @@ def test_aesthetic_head_loads():
 
     loss = AestheticLoss(CLIP, HEAD)
     assert loss.score(torch.rand(2, 3, 64, 64)).shape == (2,)
+
+
+@needs("sd", "clip")
+def test_t2i_text_encoder_is_the_shipped_clips_text_tower():
+    """The shipped CLIP was fine-tuned with its text tower frozen (issue 28), so the
+    text-to-image model, trained on that tower, still reads prompts as the CLIP does."""
+    from transformers import CLIPTextModel
+
+    from doodl_pl.losses.clip_models import ClipModel
+    from doodl_pl.models.clip_text import clip_text_model
+    from doodl_pl.shapes64.assets import CLIP
+
+    tower = clip_text_model(ClipModel(CLIP).model.float()).state_dict()
+    shipped = CLIPTextModel.from_pretrained(ASSETS / "shapes64" / "sd" / "text_encoder")
+    for k, v in shipped.state_dict().items():
+        torch.testing.assert_close(v.float(), tower[k].float(), msg=k)

@@ -113,6 +113,54 @@ def test_vae_and_t2i_recipes(shared, monkeypatch):
     assert not torch.allclose(eps[0], eps[1])  # the prompt reaches the output
 
 
+def test_vae_decoder_finetune_keeps_the_latent_space(shared, monkeypatch):
+    """The decoder fine-tune (issue 28 #1) changes the decoder alone: the encoder's weights and
+    the scaling factor come back bit-identical, so the text-to-image latents stay valid."""
+    from diffusers import AutoencoderKL
+
+    from doodl_pl.hub import resolve
+
+    before = AutoencoderKL.from_pretrained(resolve("shapes64/sd/vae"))
+    after = AutoencoderKL.from_pretrained(run("vae_decoder", shared, monkeypatch, lr=1e-2))
+    assert after.config.scaling_factor == before.config.scaling_factor
+    for part in ("encoder", "quant_conv"):
+        for k, v in getattr(before, part).state_dict().items():
+            assert torch.equal(v, getattr(after, part).state_dict()[k]), f"{part}.{k}"
+    assert any(
+        not torch.equal(v, after.decoder.state_dict()[k])
+        for k, v in before.decoder.state_dict().items()
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "key"),
+    [({"edge_weight": -1.0}, "edge_weight"), ({"train_encoder": False}, "init_from")],
+)
+def test_vae_recipe_rejects_bad_settings(args, key):
+    from doodl_pl.shapes64.recipes import VaeRecipe
+
+    with pytest.raises(ValueError, match=key):
+        VaeRecipe(**args)
+
+
+def test_edges_mark_colour_changes_within_the_radius():
+    from doodl_pl.shapes64.recipes.vae import edges
+
+    x = -torch.ones(1, 3, 16, 16)
+    x[:, 0, :, 8:] = 1.0  # a vertical colour edge between columns 7 and 8
+    e = edges(x, radius=2)[0, 0]
+    assert e[:, 6:10].eq(1).all() and e[:, :6].eq(0).all() and e[:, 10:].eq(0).all()
+
+
+def test_clip_freeze_text_trains_the_image_tower_alone():
+    from doodl_pl.shapes64.recipes import ClipRecipe
+
+    recipe = ClipRecipe(freeze_text=True)
+    trained = {k for k, p in recipe.model.named_parameters() if p.requires_grad}
+    assert trained and all(k.startswith(("visual.", "logit_scale")) for k in trained)
+    assert any(k.startswith("transformer.") for k, _ in recipe.model.named_parameters())
+
+
 @pytest.mark.parametrize(
     ("args", "key"),
     [

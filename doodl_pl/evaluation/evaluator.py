@@ -34,6 +34,7 @@ PROPORTIONS = {
     "outline",
     "relation",
     "full_match",
+    "entity",
     "content_kept",
     "improved",
     "edit_success",

@@ -170,6 +170,7 @@ def _personalization(n: int, split: str, out: Path) -> list[dict]:
                         {"color": second.color, "word": second.word},
                     ],
                     "relation": pair.relation,
+                    "entity": 0,
                 },
             }
         )

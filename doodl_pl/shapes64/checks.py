@@ -8,6 +8,8 @@ An item states what its image must show under ``truth`` (an extra field of the i
 Only the keys present are checked: ``shape`` is the exact class, ``word`` the caption word
 ("polygon" accepts any of the three hidden classes). With ``"edit": true`` the item is an edit of
 its ``image`` and the checks ask whether the content was kept while the measured aesthetic rose.
+``"entity": k`` (personalization) adds ``entity``: object k drawn whole (fill, exact shape,
+outline), whatever the rest of the scene.
 Shapes are read by the evaluation classifier on each object isolated on its background; colors,
 outlines, sizes and positions by :mod:`doodl_pl.shapes64.analysis`.
 """
@@ -86,6 +88,12 @@ class Shapes64Checks:
                 a is not None and b is not None and relation_of(a, b) == truth["relation"]
             )
         out["full_match"] = float(all(v == 1.0 for v in out.values()))
+        if truth.get("entity") is not None:
+            k = truth["entity"]
+            w, m = want[k], matched[k]
+            out["entity"] = float(
+                m is not None and predicted[k] == w["shape"] and m.outline == w.get("outline")
+            )
         if len(want) == 1 and found:
             top = matched[0] or found[0]
             out["aesthetic_measured"] = measured_aesthetic(top, predicted[0] or SHAPES[0])

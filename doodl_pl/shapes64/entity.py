@@ -38,7 +38,8 @@ from .render import render
 from .world import BACKGROUNDS, BOUND, COLORS, SHAPES, SIZE, Obj, Scene, sample_scene
 
 __all__ = [
-    "KINDS", "discrimination", "entity_cases", "feature_guide", "loss_guide", "near_misses",
+    "KINDS", "discrimination", "entity_cases", "feature_guide", "fill_readings", "loss_guide",
+    "near_misses",
 ]  # fmt: skip
 
 KINDS = ("outline", "fill", "no_outline", "shape")
@@ -126,3 +127,22 @@ def feature_guide(features: nn.Module) -> Guide:
         return 1 - F.cosine_similarity(a.double(), b.double(), dim=-1)
 
     return guide
+
+
+def fill_readings(root: str | Path) -> dict[str, Estimate]:
+    """On a personalization run (its folder): how often any object wears the entity's fill, and
+    how often the entity's colour is lost because two objects wear the *other* object's named
+    colour (the prompt names only that one)."""
+    from ..evaluation.run import load_run
+    from .analysis import find_objects
+
+    run = load_run(root)
+    wears, leaks = [], []
+    for img, row in zip(run.images, run.rows, strict=True):
+        truth = row["item"]["truth"]
+        k = truth["entity"]
+        fill, named = truth["objects"][k]["color"], truth["objects"][1 - k]["color"]
+        colors = [f.color for f in find_objects(img)]
+        wears.append(fill in colors)
+        leaks.append(fill not in colors and colors.count(named) >= 2)
+    return {"entity_fill_drawn": proportion(wears), "both_in_the_named_colour": proportion(leaks)}

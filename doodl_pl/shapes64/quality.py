@@ -177,15 +177,16 @@ def aesthetic_correlation(head: AestheticLoss, images: np.ndarray, records: list
 
 
 @torch.no_grad()
-def vae_content_kept(sd: StableDiffusion, checks: Shapes64Checks, items: list[dict]) -> dict:
+def vae_content_kept(sd: StableDiffusion | None, checks: Shapes64Checks, items: list[dict]) -> dict:
     """On edit items (their ``image`` and ``truth``): how much of the content survives the VAE
-    round trip alone (encode → posterior mean → decode), as the edit checks read it."""
+    round trip alone (encode → posterior mean → decode), as the edit checks read it. ``sd=None``
+    reads the renders themselves: the judge's own ceiling."""
     from ..data.images import load_image
 
     per: dict[str, list[bool]] = {"content_kept": [], "shape": [], "outline": [], "color": []}
     for item in items:
         x = load_image(item["image"])[None]
-        out = to_uint8(sd.decode(sd.encode(x)))[0]
+        out = to_uint8(x if sd is None else sd.decode(sd.encode(x)))[0]
         result = checks.check(out, item["truth"], to_uint8(x)[0])
         for k in per:
             per[k].append(result.get(k, 0.0) == 1.0)

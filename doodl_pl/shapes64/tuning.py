@@ -20,7 +20,7 @@ __all__ = ["HEADLINE", "Grid", "parse_grid", "grid_points", "tuning_score", "pic
 HEADLINE: dict[str, list[str]] = {
     "text": ["full_match", "color", "shape", "relation", "clip_score"],
     "vocabulary": ["validity", "shape", "color", "fid"],
-    "personalization": ["full_match", "shape", "outline", "relation", "clip_i"],
+    "personalization": ["full_match", "entity", "shape", "outline", "relation", "clip_i"],
     "aesthetic": ["edit_success", "improved", "content_kept", "aesthetic_gain", "aesthetic"],
 }
 

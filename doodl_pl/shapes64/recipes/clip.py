@@ -58,6 +58,8 @@ class ClipRecipe(Recipe):
             background than to its near misses (another outline colour, fill or shape, the
             outline removed; :func:`~doodl_pl.shapes64.entity.near_misses`); ``None`` leaves
             it out.
+        freeze_text: train the image tower (and the logit scale) alone; the text tower stays
+            bit-identical, so the text-to-image model, whose text encoder it is, stays valid.
         lr, export_dir: optimiser and output.
         name: the exported model's name.
     """
@@ -68,6 +70,7 @@ class ClipRecipe(Recipe):
         hard_negatives: float | None = None,
         init_weights: str | None = None,
         entity_negatives: float | None = None,
+        freeze_text: bool = False,
         lr: float = 5e-4,
         export_dir: str = "pkg:shapes64/clip",
         name: str = "shapes64-clip",
@@ -87,6 +90,10 @@ class ClipRecipe(Recipe):
             self.model.load_state_dict(
                 {k: v.float() for k, v in load_weights(resolve(init_weights)).items()}
             )
+        if freeze_text:
+            for key, p in self.model.named_parameters():
+                if not key.startswith(("visual.", "logit_scale")):
+                    p.requires_grad_(False)
         self.tokenizer = open_clip.get_tokenizer(name)
         if hard_negatives is not None and hard_negatives <= 0:
             raise ValueError(f"`hard_negatives` must be > 0 or null, got {hard_negatives}")
