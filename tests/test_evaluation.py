@@ -526,3 +526,25 @@ def test_budget_curve_joins_runs_by_family(tmp_path):
     assert [p[:2] for p in points["best_of_n"]] == [(140, 0.6), (500, 0.9)]
     path = budget_curve(results, "color", tmp_path / "curve.png")
     assert Image.open(path).size[0] > 300
+
+
+def test_grid_shows_the_reference_each_image_is_judged_against_from_the_runs_config(tmp_path):
+    from doodl_pl.evaluation import side_by_side
+
+    red, blue = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 255, 255
+    Image.fromarray(red).save(tmp_path / "ref.png")
+    items = [{"id": "a", "seed": 1, "reference_images": ["../ref.png"]}, {"id": "b", "seed": 2}]
+    run = fake_run(tmp_path / "run", items, [blue, blue])
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    (run / "config.yaml").write_text(yaml.safe_dump({"fit": saved}))  # as `doodl-pl fit` saves
+    assert load_run(run).rows[0]["item"]["reference_images"] == [str(run / "../ref.png")]
+    bare = fake_run(tmp_path / "bare", [{"id": "a", "seed": 1}], [blue])
+    plain = Image.open(side_by_side([bare], tmp_path / "plain.png"))
+    with_ref = Image.open(side_by_side([run], tmp_path / "grid.png"))  # items from config.yaml
+    assert with_ref.size[0] == plain.size[0] + 8 * 3 + 6  # one more column
+    side, pad = 8 * 3, 6
+    assert with_ref.getpixel((pad + side // 2, 16 + pad + side // 2)) == (255, 0, 0)  # a's ref
+    assert with_ref.getpixel((2 * pad + side + side // 2, 16 + pad + side // 2)) == (0, 0, 255)
+    row_b = 16 + pad + (side + 44 + pad) + side // 2  # b has no reference: its cell stays blank
+    assert with_ref.getpixel((pad + side // 2, row_b)) == (255, 255, 255)

@@ -137,5 +137,8 @@ def grid_main(argv: list[str] | None = None) -> None:
     p.add_argument("runs", nargs="+", help="output folders (each with manifest.jsonl, images/)")
     p.add_argument("--out", required=True)
     p.add_argument("--labels", nargs="*")
+    p.add_argument(
+        "--items", help="the runs' items file: adds a column of references or input photos"
+    )
     a = p.parse_args(argv)
-    print(side_by_side(a.runs, a.out, a.labels))
+    print(side_by_side(a.runs, a.out, a.labels, items=a.items))

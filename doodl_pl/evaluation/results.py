@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .evaluator import lower_is_better
+from .run import items_of
 from .stats import Estimate
 
 __all__ = [
@@ -153,18 +154,26 @@ def side_by_side(
     labels: list[str] | None = None,
     scale: int = 3,
     max_items: int = 16,
+    items: str | Path | None = None,
 ) -> Path:
     """Write a PNG grid comparing ``runs`` (output folders) item by item.
 
     Each cell shows the item's image (upscaled ``scale``× without smoothing) with the run label,
     the loss at the end and the prompt underneath. Items missing from a run are left blank.
+    A first column shows what each image is judged against, where the items have one: the
+    item's first reference image, or the photo it edits. ``items`` defaults to the items file
+    the first run's ``config.yaml`` names.
     """
     from PIL import Image, ImageDraw, ImageFont
 
     runs = [Path(r) for r in runs]
-    labels = labels or [r.name for r in runs]
+    labels = list(labels or [r.name for r in runs])
     manifests = [_rows(r) for r in runs]
     ids = [i for i in manifests[0] if manifests[0][i].get("status", "ok") == "ok"][:max_items]
+    given = _given_images(items if items is not None else items_of(runs[0]), ids)
+    if given:
+        label = "reference" if any(kind == "reference" for kind, _ in given.values()) else "input"
+        labels = [label, *labels]
     font = ImageFont.load_default()
     probe = next(
         (
@@ -180,12 +189,19 @@ def side_by_side(
     side = Image.open(probe).size[0] * scale
     text_h, pad = 44, 6
     cell_w, cell_h = side + pad, side + text_h + pad
-    grid = Image.new("RGB", (len(runs) * cell_w + pad, len(ids) * cell_h + pad + 16), "white")
+    first = 1 if given else 0
+    cols = len(runs) + first
+    grid = Image.new("RGB", (cols * cell_w + pad, len(ids) * cell_h + pad + 16), "white")
     draw = ImageDraw.Draw(grid)
     for c, label in enumerate(labels):
         draw.text((pad + c * cell_w, 2), label, fill="black", font=font)
     for r, item in enumerate(ids):
-        for c, (run, rows) in enumerate(zip(runs, manifests, strict=True)):
+        if item in given:
+            kind, png = given[item]
+            y = 16 + pad + r * cell_h
+            grid.paste(Image.open(png).convert("RGB").resize((side, side), Image.NEAREST), (pad, y))
+            draw.text((pad, y + side + 2), kind, fill="black", font=font)
+        for c, (run, rows) in enumerate(zip(runs, manifests, strict=True), start=first):
             x, y = pad + c * cell_w, 16 + pad + r * cell_h
             png = run / "images" / f"{item}.png"
             if png.is_file():
@@ -201,6 +217,23 @@ def side_by_side(
     out.parent.mkdir(parents=True, exist_ok=True)
     grid.save(out)
     return out
+
+
+def _given_images(items: str | Path | None, ids: list[str]) -> dict[str, tuple[str, Path]]:
+    """``{id: ("reference" | "input", path)}`` for the listed items that have such an image."""
+    if items is None:
+        return {}
+    from ..data.items import read_items
+
+    given = {}
+    for it in read_items(items):
+        if it.id not in ids:
+            continue
+        if it.reference_images:
+            given[it.id] = ("reference", Path(it.reference_images[0]))
+        elif it.image:
+            given[it.id] = ("input", Path(it.image))
+    return {i: (kind, png) for i, (kind, png) in given.items() if png.is_file()}
 
 
 def image_grid(images: np.ndarray, rows: int, path: str | Path, scale: int = 2) -> Path:

@@ -15,7 +15,7 @@ from torch import Tensor
 from ..data.items import read_items
 from ..outputs import OutputWriter
 
-__all__ = ["RunOutputs", "load_run"]
+__all__ = ["RunOutputs", "items_of", "load_run"]
 
 
 @dataclass
@@ -60,6 +60,8 @@ class RunOutputs:
 
 
 def _items_from_config(config: dict[str, Any], root: Path) -> Path | None:
+    if "data" not in config and isinstance(config.get("fit"), dict):
+        config = config["fit"]  # `doodl-pl fit` saves its config under the subcommand
     data = config.get("data") or {}
     args = data.get("init_args", data) if isinstance(data, dict) else {}
     items = args.get("items") if isinstance(args, dict) else None
@@ -69,6 +71,14 @@ def _items_from_config(config: dict[str, Any], root: Path) -> Path | None:
         if (base / items).is_file():
             return base / items
     return None
+
+
+def items_of(root: str | Path) -> Path | None:
+    """The items file a run folder's ``config.yaml`` names, if it names one that exists."""
+    config = Path(root) / "config.yaml"
+    if not config.is_file():
+        return None
+    return _items_from_config(yaml.safe_load(config.read_text()) or {}, Path(root))
 
 
 def load_run(
