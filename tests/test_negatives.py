@@ -166,22 +166,19 @@ def _train_term(recipe, images, key: str, steps: int) -> tuple[float, float]:
 
 
 def test_entity_term_trains(monkeypatch, tmp_path):
-    """The image term of issue 28 #2 can be driven down: 20 AdamW steps on one batch of outlined
-    one-object scenes, each against its moved entity and near misses, halve it at least."""
-    from doodl_pl.shapes64.assets import CLIP, available
+    """The image term of issue 28 #2 can be driven down: from a random CLIP (chance: log 5 over
+    the entity and its four near misses; the shipped CLIP was trained with the term already), 40
+    AdamW steps on one batch of outlined one-object scenes take it below a quarter of that."""
     from doodl_pl.shapes64.dataset import load_split
     from doodl_pl.shapes64.recipes import ClipRecipe
 
-    if not available()["clip"]:
-        pytest.skip("shipped Shapes-64 CLIP missing")
     images, records = load_split("tune_one", 96)
     keep = [k for k, r in enumerate(records) if r["objects"][0]["outline"]][:12]
     images, records = images[keep], [records[k] for k in keep]
     monkeypatch.setattr(ClipRecipe, "records", property(lambda self: records))
     torch.manual_seed(0)
-    recipe = ClipRecipe(entity_negatives=1.0, init_weights=CLIP.pretrained,
-                        export_dir=str(tmp_path))  # fmt: skip
-    first, last = _train_term(recipe, images, "train/entity_negatives", 20)
-    assert len(keep) >= 8 and first > 0.3 and last < 0.5 * first
+    recipe = ClipRecipe(entity_negatives=1.0, export_dir=str(tmp_path))
+    first, last = _train_term(recipe, images, "train/entity_negatives", 40)
+    assert len(keep) >= 8 and first > 1.2 and last < 0.25 * first
     with pytest.raises(ValueError, match="entity_negatives"):
         ClipRecipe(entity_negatives=0.0, export_dir=str(tmp_path))
