@@ -204,8 +204,14 @@ class OutputWriter:
                 f"to start over (its config.yaml records the old settings)."
             )
 
+    def finished_items(self, include_failed: bool = True) -> dict[str, dict[str, Any]]:
+        """Manifest lines by id (failed ones too unless ``include_failed`` is False)."""
+        return {
+            r["id"]: r for r in self.records() if include_failed or r.get("status", "ok") == "ok"
+        }
+
     def finished_ids(self, include_failed: bool = True) -> set[str]:
-        return {r["id"] for r in self.records() if include_failed or r.get("status", "ok") == "ok"}
+        return set(self.finished_items(include_failed))
 
     def write_image(self, item_id: str, image: Tensor, text: dict[str, str]) -> Path:
         from PIL.PngImagePlugin import PngInfo

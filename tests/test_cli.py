@@ -59,6 +59,30 @@ def test_fit_end_to_end(config, tiny_assets, tmp_path):
         assert (out / "trajectories").is_dir()
 
 
+def test_rerun_with_a_changed_item_is_refused_and_loses_nothing(tiny_assets, tmp_path):
+    """An item already written that now has another prompt would keep its old image: refused,
+    naming the item and the field; a new id for it is run."""
+    from doodl_pl.data import ItemsError
+
+    out = tmp_path / "run"
+    config = tinify(ROOT / "configs" / "demo" / "text_vanilla.yaml", tiny_assets, out)
+    main(["fit", "--config", str(config)])
+    before = (out / "manifest.jsonl").read_text()
+    cfg = yaml.safe_load(config.read_text())
+    items = [json.loads(x) for x in open(cfg["data"]["init_args"]["items"])][:2]
+    items[0]["prompt"] = "a purple cross"
+    changed = tmp_path / "changed.jsonl"
+    changed.write_text("".join(json.dumps(it) + "\n" for it in items))
+    with pytest.raises(ItemsError, match=rf"item '{items[0]['id']}': `prompt`.*manifest.jsonl"):
+        main(["fit", "--config", str(config), "--data.init_args.items", str(changed)])
+    assert (out / "manifest.jsonl").read_text() == before
+    items[0]["id"] = "renamed"
+    changed.write_text("".join(json.dumps(it) + "\n" for it in items))
+    main(["fit", "--config", str(config), "--data.init_args.items", str(changed)])
+    rows = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [r["prompt"] for r in rows if r["id"] == "renamed"] == ["a purple cross"]
+
+
 def test_rerun_with_changed_settings_is_refused_and_loses_nothing(tiny_assets, tmp_path):
     """A rerun resumes only with the settings its finished items were made with."""
     out = tmp_path / "run"

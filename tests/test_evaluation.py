@@ -253,9 +253,9 @@ def test_edit_checks(tmp_path):
     assert bad["content_kept"]["value"] == 0.0 and bad["edit_success"]["value"] == 0.0
 
 
-def test_fill_readings_count_the_entity_fill_and_the_named_colour_worn_twice(tmp_path):
+def test_fill_readings_count_the_entity_fill_and_the_other_colour_worn_twice(tmp_path):
     """Three personalization items drawn by hand: the entity in its own fill; both objects in
-    the other object's named colour; the entity in a third colour."""
+    the other object's colour; the entity in a third colour."""
     from doodl_pl.shapes64 import Obj, Scene
     from doodl_pl.shapes64.entity import fill_readings
 
@@ -271,7 +271,7 @@ def test_fill_readings_count_the_entity_fill_and_the_named_colour_worn_twice(tmp
         imgs.append(render(Scene("white", [a, b])))
     got = fill_readings(fake_run(tmp_path / "run", items, imgs))
     assert got["entity_fill_drawn"].value == pytest.approx(1 / 3)
-    assert got["both_in_the_named_colour"].value == pytest.approx(1 / 3)
+    assert got["both_in_the_other_colour"].value == pytest.approx(1 / 3)
 
 
 @needs_assets

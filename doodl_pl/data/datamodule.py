@@ -43,8 +43,8 @@ class ItemConsumer(Protocol):
     batch_repeats: int
     """Steps each batch is repeated for (DOODL's m; 1 for one-pass methods)."""
 
-    def finished_ids(self) -> set[str]:
-        """Ids of items already done (skipped by this run)."""
+    def finished_items(self) -> dict[str, dict[str, Any]]:
+        """Manifest lines of the items already done (skipped by this run), by id."""
         ...
 
 
@@ -165,10 +165,11 @@ class DoodlDataModule(pl.LightningDataModule):
         module = self.trainer.lightning_module
         if not isinstance(module, ItemConsumer):
             raise TypeError(
-                f"DoodlDataModule feeds an ItemConsumer (batch_repeats, finished_ids()); "
+                f"DoodlDataModule feeds an ItemConsumer (batch_repeats, finished_items()); "
                 f"{type(module).__name__} is not one"
             )
-        done = module.finished_ids()
+        done = module.finished_items()
+        _check_unchanged(self.all_items, done)
         pending = [it for it in self.all_items if it.id not in done]
         repeats = module.batch_repeats
         batches = shard(pending, self.trainer.global_rank, self.trainer.world_size, self.batch_size)
@@ -181,3 +182,20 @@ class DoodlDataModule(pl.LightningDataModule):
             collate_fn=_identity,
             num_workers=0,
         )
+
+
+def _check_unchanged(items: list[Item], done: dict[str, dict[str, Any]]) -> None:
+    """A rerun skips the items already written; refuse when one of them now asks for something
+    else (its prompt or seed changed), which would silently keep the old image."""
+    for it in items:
+        row = done.get(it.id)
+        if row is None:
+            continue
+        for key, now in (("prompt", it.prompt), ("seed", it.seed)):
+            if key in row and now is not None and row[key] != now:
+                raise ItemsError(
+                    f"item {it.id!r}: `{key}` is {now!r} but the output folder's manifest.jsonl "
+                    f"holds it done with {row[key]!r}; a rerun only adds missing items. Give the "
+                    f"changed item a new id, set a new `output_dir`, or delete its line from "
+                    f"manifest.jsonl to redo it"
+                )

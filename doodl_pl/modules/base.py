@@ -156,8 +156,8 @@ class GenerationModule(CandidateSearch, Inversion, Scoring, Records, pl.Lightnin
         return self
 
     # -- bookkeeping --------------------------------------------------------------------------
-    def finished_ids(self) -> set[str]:
-        return self.writer.finished_ids(include_failed=not self.retry_failed)
+    def finished_items(self) -> dict[str, dict[str, Any]]:
+        return self.writer.finished_items(include_failed=not self.retry_failed)
 
     @property
     def batch_repeats(self) -> int:

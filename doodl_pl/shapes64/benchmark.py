@@ -161,7 +161,9 @@ def _personalization(n: int, split: str, out: Path) -> list[dict]:
         items.append(
             {
                 "id": f"pers_{i:03d}",
-                "prompt": f"{_phrase(None, o.word)} {pair.relation} {_phrase(second.color, second.word)}",
+                # Text says what it can (both colours, as the world's two-object captions always
+                # do); the outline, never captioned, only the reference image can ask for.
+                "prompt": f"{_phrase(o.color, o.word)} {pair.relation} {_phrase(second.color, second.word)}",
                 "seed": start + i,
                 "reference_images": [path],
                 "truth": {

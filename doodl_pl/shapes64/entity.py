@@ -131,8 +131,8 @@ def feature_guide(features: nn.Module) -> Guide:
 
 def fill_readings(root: str | Path) -> dict[str, Estimate]:
     """On a personalization run (its folder): how often any object wears the entity's fill, and
-    how often the entity's colour is lost because two objects wear the *other* object's named
-    colour (the prompt names only that one)."""
+    how often the entity's colour is lost because two objects wear the *other* object's colour
+    (the colour leak of a prompt that names only that one)."""
     from ..evaluation.run import load_run
     from .analysis import find_objects
 
@@ -145,4 +145,4 @@ def fill_readings(root: str | Path) -> dict[str, Estimate]:
         colors = [f.color for f in find_objects(img)]
         wears.append(fill in colors)
         leaks.append(fill not in colors and colors.count(named) >= 2)
-    return {"entity_fill_drawn": proportion(wears), "both_in_the_named_colour": proportion(leaks)}
+    return {"entity_fill_drawn": proportion(wears), "both_in_the_other_colour": proportion(leaks)}
