@@ -73,7 +73,9 @@ def test_rerun_with_a_changed_item_is_refused_and_loses_nothing(tiny_assets, tmp
     items[0]["prompt"] = "a purple cross"
     changed = tmp_path / "changed.jsonl"
     changed.write_text("".join(json.dumps(it) + "\n" for it in items))
-    with pytest.raises(ItemsError, match=rf"item '{items[0]['id']}': `prompt`.*manifest.jsonl"):
+    with pytest.raises(
+        ItemsError, match=rf"changed.jsonl: item '{items[0]['id']}': `prompt`.*manifest.jsonl"
+    ):
         main(["fit", "--config", str(config), "--data.init_args.items", str(changed)])
     assert (out / "manifest.jsonl").read_text() == before
     items[0]["id"] = "renamed"

@@ -169,7 +169,7 @@ class DoodlDataModule(pl.LightningDataModule):
                 f"{type(module).__name__} is not one"
             )
         done = module.finished_items()
-        _check_unchanged(self.all_items, done)
+        _check_unchanged(self.all_items, done, self.items_file or self.prompts or "`inline`")
         pending = [it for it in self.all_items if it.id not in done]
         repeats = module.batch_repeats
         batches = shard(pending, self.trainer.global_rank, self.trainer.world_size, self.batch_size)
@@ -184,7 +184,7 @@ class DoodlDataModule(pl.LightningDataModule):
         )
 
 
-def _check_unchanged(items: list[Item], done: dict[str, dict[str, Any]]) -> None:
+def _check_unchanged(items: list[Item], done: dict[str, dict[str, Any]], source: str) -> None:
     """A rerun skips the items already written; refuse when one of them now asks for something
     else (its prompt or seed changed), which would silently keep the old image."""
     for it in items:
@@ -194,8 +194,8 @@ def _check_unchanged(items: list[Item], done: dict[str, dict[str, Any]]) -> None
         for key, now in (("prompt", it.prompt), ("seed", it.seed)):
             if key in row and now is not None and row[key] != now:
                 raise ItemsError(
-                    f"item {it.id!r}: `{key}` is {now!r} but the output folder's manifest.jsonl "
-                    f"holds it done with {row[key]!r}; a rerun only adds missing items. Give the "
-                    f"changed item a new id, set a new `output_dir`, or delete its line from "
-                    f"manifest.jsonl to redo it"
+                    f"{source}: item {it.id!r}: `{key}` is {now!r} but the output folder's "
+                    f"manifest.jsonl holds it done with {row[key]!r}; a rerun only adds missing "
+                    f"items. Give the changed item a new id, set a new `output_dir`, or delete "
+                    f"its line from manifest.jsonl to redo it"
                 )
