@@ -192,7 +192,7 @@ def _check_unchanged(items: list[Item], done: dict[str, dict[str, Any]], source:
         if row is None:
             continue
         for key, now in (("prompt", it.prompt), ("seed", it.seed)):
-            if key in row and now is not None and row[key] != now:
+            if key in row and row[key] != now:
                 raise ItemsError(
                     f"{source}: item {it.id!r}: `{key}` is {now!r} but the output folder's "
                     f"manifest.jsonl holds it done with {row[key]!r}; a rerun only adds missing "
