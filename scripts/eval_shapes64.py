@@ -25,6 +25,7 @@ from doodl_pl.losses import AestheticLoss, ClipModel, ClipSpec
 from doodl_pl.shapes64 import quality
 from doodl_pl.shapes64.assets import (
     CLIP,
+    CLIP_REL,
     EVAL_CLASSIFIER,
     GUIDE_CLASSIFIER,
     HEAD,
@@ -99,7 +100,7 @@ def part_classifiers(out: dict, a: argparse.Namespace) -> None:
 
 def part_clip(out: dict, a: argparse.Namespace) -> None:
     images, records = load_split("eval_one", a.n)
-    zs = quality.clip_zero_shot(ClipModel(ClipSpec(*a.clip) if a.clip else CLIP), images, records)
+    zs = quality.clip_zero_shot(ClipModel(_clip_spec(a)), images, records)
     out.update(
         clip_zero_shot_shape_top1=zs["shape"].value, clip_zero_shot_color_top1=zs["color"].value
     )
@@ -107,13 +108,21 @@ def part_clip(out: dict, a: argparse.Namespace) -> None:
     print(f"CLIP zero-shot color top-1 (6 colors): {zs['color']} (target ≥ 0.90)")
 
 
+def _clip_spec(a: argparse.Namespace) -> ClipSpec:
+    """The CLIP the options name: ``--clip`` (with ``--clip-base``), ``--relation-clip``, or the
+    shipped CLIP."""
+    if a.clip:
+        return ClipSpec(*a.clip, base=a.clip_base)
+    return CLIP_REL if a.relation_clip else CLIP
+
+
 def part_clip_swaps(out: dict, a: argparse.Namespace) -> None:
-    images, records = load_split("eval_two", a.n)
-    clip = ClipModel(ClipSpec(*a.clip) if a.clip else CLIP)
+    images, records = load_split(a.swaps_split, a.n)
+    clip = ClipModel(_clip_spec(a))
     acc = quality.clip_swap_accuracy(clip, images, records)
     out.update({f"clip_swap_{k}": e.value for k, e in acc.items()})
     print(
-        f"CLIP true caption over a hard negative, {len(records)} two-object renders (target ≥ 0.90 each):"
+        f"CLIP true caption over a hard negative, {len(records)} two-object renders of {a.swaps_split} (target ≥ 0.90 each):"
     )
     for kind, e in acc.items():
         print(f"  {kind:9s} swapped: {e}")
@@ -131,7 +140,7 @@ def part_entity(out: dict, a: argparse.Namespace) -> None:
     from doodl_pl.shapes64 import entity
 
     cases = entity.entity_cases(a.n, EVAL_SEEDS + 500_000)
-    spec = ClipSpec(*a.clip) if a.clip else CLIP
+    spec = _clip_spec(a)
     clip = ClipModel(spec)
     robust = ClassifierLoss(**ROBUST_CLASSIFIER, num_classes=9, input_size=64)
     with tempfile.TemporaryDirectory() as tmp:
@@ -203,6 +212,12 @@ def main() -> None:
                    help="benchmark split of the photos for --parts vae_content")  # fmt: skip
     p.add_argument("--clip", nargs=2, metavar=("CONFIG_JSON", "WEIGHTS"),
                    help="the CLIP for --parts clip, clip_swaps, entity (default: shipped)")  # fmt: skip
+    p.add_argument("--clip-base", default=None, metavar="WEIGHTS",
+                   help="weights that fill in the tensors --clip's file leaves out (ClipSpec base)")  # fmt: skip
+    p.add_argument("--swaps-split", default="eval_two", choices=["eval_two", "tune_two"],
+                   help="two-object renders for --parts clip_swaps (choose on tune_two)")  # fmt: skip
+    p.add_argument("--relation-clip", action="store_true",
+                   help="use the shipped relation CLIP (shapes64/clip_rel) for those parts")  # fmt: skip
     p.add_argument("--grid", default=None, help="write the one-object t2i images to this PNG")
     p.add_argument("--seed-base", type=int, default=EVAL_SEEDS,
                    help="first one-object seed; 8000000 with --seeds-per-prompt 4 --two 0 is the\n"

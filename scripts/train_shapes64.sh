@@ -2,10 +2,11 @@
 # Retrain every Shapes-64 model from scratch (or resume): VAE, its decoder-only fine-tune, CLIP, its
 # entity fine-tune (frozen text tower), the text-to-image model (its frozen text encoder is CLIP's
 # text tower, so retrain it after CLIP), guide classifier, aesthetic head, evaluation classifier.
-# `clip_hn` (the hard-negative CLIP experiment) and `classifier_robust` (the robust guide option)
-# train only when named. Each recipe checkpoints every 250 steps under checkpoints/shapes64/<model>/
-# and resumes from last.ckpt when rerun; a recipe whose export (or, for a fine-tune that replaces
-# a shipped model, whose installed file) already exists is skipped: pass --force to retrain.
+# `clip_hn` (the hard-negative CLIP experiment), `clip_rel` then `clip_rel_words` (the relation
+# CLIP, in two stages) and `classifier_robust` (the robust guide option) train only when named.
+# Each recipe checkpoints under checkpoints/shapes64/<model>/ and resumes from last.ckpt when
+# rerun; a recipe whose export (or, for a fine-tune that replaces a shipped model, whose installed
+# file) already exists is skipped: pass --force to retrain.
 # Exports go to doodl_pl/assets/shapes64/.   Usage: bash scripts/train_shapes64.sh [--force] [model ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,8 @@ declare -A export=(
   [t2i]=$A/sd/model_index.json
   [clip]=$A/clip/shapes64-clip.safetensors
   [clip_hn]=$A/clip_hn/shapes64-clip-hn.safetensors
+  [clip_rel]=outputs/models/clip_rel_stage1/shapes64-clip-rel.safetensors
+  [clip_rel_words]=$A/clip_rel/shapes64-clip-rel.safetensors
   [clip_entity]=outputs/models/clip_entity/shapes64-clip-entity.safetensors
   [vae_decoder]=outputs/models/vae_decoder/diffusion_pytorch_model.safetensors
   [classifier]=$A/classifier.safetensors

@@ -182,3 +182,56 @@ def test_entity_term_trains(monkeypatch, tmp_path):
     assert len(keep) >= 8 and first > 1.2 and last < 0.25 * first
     with pytest.raises(ValueError, match="entity_negatives"):
         ClipRecipe(entity_negatives=0.0, export_dir=str(tmp_path))
+
+
+def test_relation_terms_train(monkeypatch, tmp_path):
+    """The two relation terms of issue 28 #3 can be driven down on one batch of two-object
+    scenes from a random CLIP: the caption against the same scene with the objects' places
+    exchanged starts near chance (log 2); the caption nearer its paraphrase ("B below A") than
+    its relation reversed ("A below B") starts above it, as an order-blind text tower puts the
+    reversed caption, with the same words in the same places but one, nearer."""
+    from doodl_pl.shapes64.dataset import load_split
+    from doodl_pl.shapes64.recipes import ClipRecipe
+
+    images, records = load_split("tune_two", 16)
+    monkeypatch.setattr(ClipRecipe, "records", property(lambda self: records))
+    for key, start, steps in (
+        ("relation_images", (0.3, 1.2), 40),
+        ("relation_texts", (0.8, 2.0), 60),
+    ):
+        torch.manual_seed(0)
+        recipe = ClipRecipe(export_dir=str(tmp_path), **{key: 1.0})
+        first, last = _train_term(recipe, images, f"train/{key}", steps)
+        assert start[0] < first < start[1] and last < 0.25 * first, (key, first, last)
+        with pytest.raises(ValueError, match=key):
+            ClipRecipe(export_dir=str(tmp_path), **{key: 0.0})
+
+
+def test_shared_token_table_is_frozen_left_out_and_filled_in(tmp_path):
+    """``tokens_from`` takes another CLIP's token table and keeps it frozen; the export leaves it
+    out, and ``ClipSpec(base=…)`` fills it back in."""
+    from safetensors.torch import load_file
+
+    from doodl_pl.hub import ModelLoadError
+    from doodl_pl.losses.clip_models import ClipModel, ClipSpec
+    from doodl_pl.shapes64.assets import CLIP, available
+    from doodl_pl.shapes64.recipes import ClipRecipe
+    from doodl_pl.shapes64.recipes.clip import TOKENS
+
+    if not available()["clip"]:
+        pytest.skip("shipped Shapes-64 CLIP missing")
+    table = load_file(str(ROOT / "doodl_pl" / "assets" / CLIP.pretrained))[TOKENS].float()
+    recipe = ClipRecipe(tokens_from=CLIP.pretrained, export_dir=str(tmp_path), name="rel-test")
+    weight = recipe.model.token_embedding.weight
+    assert torch.equal(weight, table) and not weight.requires_grad
+    recipe.export()
+    config, weights = str(tmp_path / "rel-test.json"), str(tmp_path / "rel-test.safetensors")
+    exported = load_file(weights)
+    assert TOKENS not in exported and "text_projection" in exported
+    clip = ClipModel(ClipSpec(config, weights, base=CLIP.pretrained)).model
+    assert torch.equal(clip.token_embedding.weight, table)
+    torch.testing.assert_close(clip.text_projection, exported["text_projection"].float())
+    with pytest.raises(ModelLoadError, match="token_embedding"):
+        ClipModel(ClipSpec(config, weights))  # the table is missing without its base
+    with pytest.raises(ValueError, match="`base`"):
+        ClipModel(ClipSpec(config, None, base=CLIP.pretrained))

@@ -59,6 +59,20 @@ def test_classifiers_load_with_timm():
         assert m(torch.rand(1, 3, 64, 64)).shape == (1, 9)
 
 
+@needs("clip", "clip_rel")
+def test_relation_clip_reads_relations():
+    """The shipped relation CLIP (issue 28 #3) loads through ``ClipSpec(base=…)`` and tells a
+    two-object caption from its relation reversed on held-out renders (order-blind: 0.5)."""
+    from doodl_pl.losses.clip_models import ClipModel
+    from doodl_pl.shapes64 import quality
+    from doodl_pl.shapes64.assets import CLIP_REL
+    from doodl_pl.shapes64.dataset import load_split
+
+    images, records = load_split("tune_two", 96)
+    acc = quality.clip_swap_accuracy(ClipModel(CLIP_REL), images, records)
+    assert acc["relation"].value >= 0.8, acc
+
+
 @needs("clip", "aesthetic")
 def test_aesthetic_head_loads():
     from doodl_pl.losses import AestheticLoss

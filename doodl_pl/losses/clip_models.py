@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ..hub import load_or_explain, resolve
 from ..models.protocol import freeze
+from ..utils.weights import load_weights
 from .crops import resize_to
 
 __all__ = ["GUIDE_DTYPES", "ClipModel", "ClipSpec", "guide_dtype", "spherical_distance"]
@@ -43,6 +44,9 @@ class ClipSpec:
         checkpointing: recompute the image tower's blocks in the backward pass instead of
             storing them (same gradient; 16 ViT-L/14 cuts hold 3.9 GiB in float32 without it,
             0.7 GiB with it).
+        base: a weights file (safetensors) of the same architecture whose tensors fill in those
+            ``pretrained`` leaves out: a model shipped as the tensors it changed, e.g. the
+            Shapes-64 relation CLIP, which shares the shipped CLIP's token table.
     """
 
     name: str = "ViT-B-32"
@@ -50,6 +54,7 @@ class ClipSpec:
     weight: float = 1.0
     dtype: str = "float32"
     checkpointing: bool = False
+    base: str | None = None
 
 
 def spherical_distance(a: Tensor, b: Tensor) -> Tensor:
@@ -70,8 +75,20 @@ class ClipModel(nn.Module):
             open_clip.add_model_config(name)
             name = Path(name).stem
 
+        base = resolve(spec.base) if spec.base else None
+        if base is not None and pretrained is None:
+            raise ValueError(
+                "ClipSpec `base` fills in tensors of `pretrained`; set `pretrained` too"
+            )
+
         def load():
-            model, _, _ = open_clip.create_model_and_transforms(name, pretrained=pretrained)
+            if base is None:
+                model, _, _ = open_clip.create_model_and_transforms(name, pretrained=pretrained)
+            else:
+                model = open_clip.create_model(name, pretrained=None)
+                state = dict(load_weights(base))
+                state.update(load_weights(pretrained))
+                model.load_state_dict({k: v.float() for k, v in state.items()})
             return model, open_clip.get_tokenizer(name)
 
         self.dtype = guide_dtype(spec.dtype, "ClipSpec `dtype`")

@@ -19,6 +19,7 @@ from ..engines.staged import staged
 from ..losses.noise_prior import chi_norm_nll
 from ..optim.doodl_sgd import DoodlSGD
 from .base import GenerationModule
+from .iterates import IterateLog
 from .latents import LatentBank
 from .ledger import ItemLedger
 
@@ -69,6 +70,8 @@ class DoodlModule(GenerationModule):
     Attributes:
         history: per item of the current batch, the score of every iterate so far.
         objective: per item, the optimised objective at every step so far.
+        iterates: the current batch's bookkeeping behind both, with each item's best iterate,
+            failure and drift (:class:`~doodl_pl.modules.iterates.IterateLog`).
         ledger: the current batch's per-item stopping: items still in the chain, those that
             left early, each item's UNet calls (:class:`~doodl_pl.modules.ledger.ItemLedger`).
         last_images, final_images: see :class:`GenerationModule`; ``final_images`` are the
@@ -126,6 +129,7 @@ class DoodlModule(GenerationModule):
         self.start_candidates: list[int] = []
         self.latents: LatentBank | None = None
         self.objective: list[list[float]] = []
+        self.iterates: IterateLog | None = None
         self.ledger: ItemLedger | None = None
         # Per-rank latents are private: DDP must neither broadcast nor average them.
         self._ddp_params_and_buffers_to_ignore = ["latents.x", "latents.y"]
@@ -198,12 +202,8 @@ class DoodlModule(GenerationModule):
 
     def _begin(self, items: list[dict[str, Any]], pad: list[bool]) -> None:
         n = len(items)
-        self.history = [[] for _ in items]
-        self.objective = [[] for _ in items]
-        self._failed: list[str | None] = [None] * n
-        self._best: list[tuple[float, int, Tensor | None]] = [(math.inf, -1, None) for _ in items]
-        self._drift: list[float | None] = [None] * n
-        self._step_seconds: list[float] = []
+        self.iterates = IterateLog(n, self.keep_best)
+        self.history, self.objective = self.iterates.scores, self.iterates.objective
         # Under `accept`, rows leave the chain once accepted (pads never enter it).
         self.ledger = ItemLedger(self.eps, pad, bool(self.accept))
         pads = torch.tensor(pad, dtype=torch.bool)
@@ -284,13 +284,9 @@ class DoodlModule(GenerationModule):
         ok = torch.isfinite(per_item)
         values = per_item.detach()
         for k, i in enumerate(rows):
-            value, score = float(values[k]), float(scores[k])
-            self.objective[i].append(value)
-            self.history[i].append(score)
-            if not math.isfinite(value) and self._failed[i] is None:
-                self._failed[i] = f"non-finite loss ({value}) at optimisation step {step}"
-            self._remember(i, score, step, main[k])
-            if bool(hits[k]) and self._failed[i] is None:
+            score = float(scores[k])
+            self.iterates.observe(i, float(values[k]), score, step, main[k])
+            if bool(hits[k]) and self.iterates.failed[i] is None:
                 self.ledger.finish_early(i, score, step, main[k])
         if len(rows) == n:
             self.last_images = main
@@ -306,12 +302,8 @@ class DoodlModule(GenerationModule):
         loss = torch.where(keep, per_item, torch.zeros_like(per_item)).sum()
         if ok.any():
             self.log("train/loss", per_item[ok].mean(), prog_bar=True, batch_size=len(rows))
-        self._step_seconds.append(time.perf_counter() - t0)
+        self.iterates.step_seconds.append(time.perf_counter() - t0)
         return loss + 0.0 * self.ddp_anchor
-
-    def _remember(self, i: int, score: float, step: int, image: Tensor) -> None:
-        if self.keep_best and math.isfinite(score) and score < self._best[i][0]:
-            self._best[i] = (score, step, image.clone())
 
     def on_after_backward(self) -> None:
         """Zero the gradient rows of items whose loss or gradient is not finite and mark them
@@ -322,19 +314,15 @@ class DoodlModule(GenerationModule):
         for g in grads:
             finite &= torch.isfinite(g.flatten(1)).all(dim=1)
         for i in torch.nonzero(~finite).flatten().tolist():
-            if self._failed[i] is None:
-                self._failed[i] = f"non-finite gradient at optimisation step {self.latents.step}"
+            self.iterates.fail(i, f"non-finite gradient at optimisation step {self.latents.step}")
         engine = self.engine
         if self._rows and isinstance(engine, ReversibleEngine) and engine.item_drift is not None:
             for k, d in enumerate(engine.item_drift.tolist()):  # row k of this step's chain
-                i, prev = self._rows[k], self._drift[self._rows[k]]
-                if prev is None or (math.isfinite(prev) and not d <= prev):  # NaN sticks
-                    self._drift[i] = d
+                self.iterates.note_drift(self._rows[k], d)
             for k in engine.drifted():
                 i = self._rows[k]
                 finite[i] = False
-                if self._failed[i] is None:
-                    self._failed[i] = self.drift_reason(float(engine.item_drift[k]))
+                self.iterates.fail(i, self.drift_reason(float(engine.item_drift[k])))
         if bool(finite.all()):
             return
         for g in grads:
@@ -393,12 +381,9 @@ class DoodlModule(GenerationModule):
                 chosen = "accepted"
             else:
                 k = where[i]
-                self.history[i].append(float(final[k]))
-                self._remember(i, float(final[k]), self.opt_steps, images[k])
-                end, at, chosen, outputs[i] = float(final[k]), self.opt_steps, "last", images[k]
-                if self.keep_best and self._best[i][2] is not None:
-                    end, at, outputs[i] = self._best[i]
-                    chosen = "last" if at == self.opt_steps else "best"
+                end, at, chosen, outputs[i] = self.iterates.final(
+                    i, float(final[k]), self.opt_steps, images[k]
+                )
             if self.accept:  # items leave at different steps: each pays for its own
                 forwards, vjps = spent[i]
                 extra = {
@@ -411,7 +396,7 @@ class DoodlModule(GenerationModule):
                 self.history[i],
                 end,
                 cost,
-                self._failed[i],
+                self.iterates.failed[i],
                 objective=self.objective[i],
                 output=chosen,
                 output_step=at,
@@ -419,8 +404,8 @@ class DoodlModule(GenerationModule):
                 step_schedule=self.step_schedule,
                 init_seed=self.candidate_seed(item["seed"], self.start_candidates[i]),
                 opt_steps=self.opt_steps,
-                sec_per_step=sum(self._step_seconds) / max(1, len(self._step_seconds)),
-                max_drift=self._drift[i],
+                sec_per_step=self.iterates.sec_per_step,
+                max_drift=self.iterates.drift[i],
                 **extra,
             )
         self.final_images = outputs

@@ -19,6 +19,8 @@ from .base import MAX_TOKENS, Recipe, to01
 
 __all__ = ["CLIP_CONFIG", "ClipRecipe"]
 
+TOKENS = "token_embedding.weight"
+
 CLIP_CONFIG = {
     "embed_dim": 64,
     "vision_cfg": {
@@ -52,7 +54,8 @@ class ClipRecipe(Recipe):
             (:func:`~doodl_pl.shapes64.negatives.hard_negatives`) in a softmax of their own;
             ``None`` leaves it out.
         init_weights: start from these weights (safetensors of the same config), e.g. to
-            fine-tune the shipped CLIP; ``None`` starts from scratch.
+            fine-tune the shipped CLIP (with ``tokens_from``, a file without the token table);
+            ``None`` starts from scratch.
         entity_negatives: weight of an image term (issue 28 #2): each outlined one-object image
             (at most 16 a batch) must embed closer to the same entity moved to a new place and
             background than to its near misses (another outline colour, fill or shape, the
@@ -60,6 +63,16 @@ class ClipRecipe(Recipe):
             it out.
         freeze_text: train the image tower (and the logit scale) alone; the text tower stays
             bit-identical, so the text-to-image model, whose text encoder it is, stays valid.
+        relation_images: weight of an image-side relation term: each two-object image's
+            caption must score it above the same scene with the two objects' places exchanged
+            (at most 32 a batch); ``None`` leaves it out.
+        relation_texts: weight of a text-only relation term: each two-object caption ("A above
+            B") must embed closer to its paraphrase ("B below A") than to its relation reversed
+            ("A below B"). It breaks the symmetry in which neither tower encodes order (issue 28
+            #3: without it relations stayed at chance); ``None`` leaves it out.
+        tokens_from: weights (safetensors) of a CLIP with this text width whose token table
+            this model takes and keeps frozen; the export then leaves the table out, to be
+            loaded with ``ClipSpec(base=…)`` (6 MiB of a small CLIP's 7 are the table).
         lr, export_dir: optimiser and output.
         name: the exported model's name.
     """
@@ -71,6 +84,9 @@ class ClipRecipe(Recipe):
         init_weights: str | None = None,
         entity_negatives: float | None = None,
         freeze_text: bool = False,
+        relation_images: float | None = None,
+        relation_texts: float | None = None,
+        tokens_from: str | None = None,
         lr: float = 5e-4,
         export_dir: str = "pkg:shapes64/clip",
         name: str = "shapes64-clip",
@@ -86,10 +102,16 @@ class ClipRecipe(Recipe):
         cfg_path.write_text(json.dumps(self.cfg, indent=1))
         open_clip.add_model_config(str(cfg_path))
         self.model = open_clip.create_model(name, pretrained=None)
+        self.tokens_from = tokens_from
+        table = None if tokens_from is None else load_weights(resolve(tokens_from))[TOKENS]
         if init_weights is not None:
-            self.model.load_state_dict(
-                {k: v.float() for k, v in load_weights(resolve(init_weights)).items()}
-            )
+            state = dict(load_weights(resolve(init_weights)))
+            if table is not None:  # a model trained with `tokens_from` was saved without it
+                state[TOKENS] = table
+            self.model.load_state_dict({k: v.float() for k, v in state.items()})
+        if table is not None:
+            self.model.token_embedding.weight.data.copy_(table.float())
+            self.model.token_embedding.weight.requires_grad_(False)
         if freeze_text:
             for key, p in self.model.named_parameters():
                 if not key.startswith(("visual.", "logit_scale")):
@@ -101,6 +123,12 @@ class ClipRecipe(Recipe):
         if entity_negatives is not None and entity_negatives <= 0:
             raise ValueError(f"`entity_negatives` must be > 0 or null, got {entity_negatives}")
         self.entity_negatives = entity_negatives
+        if relation_images is not None and relation_images <= 0:
+            raise ValueError(f"`relation_images` must be > 0 or null, got {relation_images}")
+        self.relation_images = relation_images
+        if relation_texts is not None and relation_texts <= 0:
+            raise ValueError(f"`relation_texts` must be > 0 or null, got {relation_texts}")
+        self.relation_texts = relation_texts
         from ...losses.clip_models import OPENAI_MEAN, OPENAI_STD
 
         self.register_buffer("mean", torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -147,7 +175,70 @@ class ClipRecipe(Recipe):
             if term is not None:
                 self.log("train/entity_negatives", term, prog_bar=True)
                 loss = loss + self.entity_negatives * term
+        if self.relation_texts:
+            term = self._relation_text_term(scenes)
+            if term is not None:
+                self.log("train/relation_texts", term, prog_bar=True)
+                loss = loss + self.relation_texts * term
+        if self.relation_images:
+            term = self._relation_term(scenes, img, txt[:n], scale)
+            if term is not None:
+                self.log("train/relation_images", term, prog_bar=True)
+                loss = loss + self.relation_images * term
         return loss
+
+    def _relation_text_term(self, scenes):
+        """A text-only term: each two-object caption ("A above B") must embed closer to its
+        paraphrase ("B below A") than to its relation reversed ("A below B"), so the text tower
+        encodes order whatever the images do; ``None`` when the batch has no such scene."""
+        from ..negatives import OPPOSITE, describe, scene_key
+
+        texts = []
+        for s in scenes:
+            if len(s.objects) != 2 or len(texts) == 3 * 32:
+                continue
+            a, b = s.objects
+            rel = s.relation
+            if scene_key(a, OPPOSITE[rel], b) == scene_key(a, rel, b):
+                continue
+            texts += [
+                describe(a, rel, b),
+                describe(b, OPPOSITE[rel], a),
+                describe(a, OPPOSITE[rel], b),
+            ]
+        if not texts:
+            return None
+        emb = F.normalize(self.model.encode_text(self.tokenizer(texts).to(self.device)), dim=-1)
+        anchor, pos, neg = emb.view(-1, 3, emb.shape[-1]).unbind(1)
+        logits = 10.0 * torch.stack([(anchor * pos).sum(-1), (anchor * neg).sum(-1)], dim=1)
+        return -logits.log_softmax(1)[:, 0].mean()
+
+    def _relation_term(self, scenes, img, txt, scale):
+        """Each two-object image's caption against the same scene with the two objects'
+        places exchanged (an image-side hard negative); ``None`` when the batch has none."""
+        from dataclasses import replace
+
+        from ..negatives import OPPOSITE, scene_key
+        from ..render import render
+
+        rows, renders = [], []
+        for k, s in enumerate(scenes):
+            if len(s.objects) != 2 or len(rows) == 32:
+                continue
+            a, b = s.objects
+            if scene_key(a, OPPOSITE[s.relation], b) == scene_key(a, s.relation, b):
+                continue  # two like objects: exchanging places leaves the caption true
+            moved = replace(s, objects=[replace(a, cx=b.cx, cy=b.cy), replace(b, cx=a.cx, cy=a.cy)])
+            rows.append(k)
+            renders.append(render(moved))
+        if not rows:
+            return None
+        x = torch.from_numpy(np.stack(renders)).permute(0, 3, 1, 2).to(self.device)
+        moved = F.normalize(self.model.encode_image((to01(x) - self.mean) / self.std), dim=-1)
+        true = (img[rows] * txt[rows]).sum(-1)
+        false = (moved * txt[rows]).sum(-1)
+        logits = scale * torch.stack([true, false], dim=1)
+        return -logits.log_softmax(1)[:, 0].mean()
 
     def _entity_term(self, scenes, idx, img, scale):
         """Each outlined one-object image against its entity moved (the positive) and that
@@ -172,7 +263,8 @@ class ClipRecipe(Recipe):
 
     def export(self) -> None:
         (self.export_dir / f"{self.name}.json").write_text(json.dumps(self.cfg, indent=1))
+        skip = {TOKENS} if self.tokens_from is not None else set()
         save_weights(
-            {k: v.half() for k, v in self.model.state_dict().items()},
+            {k: v.half() for k, v in self.model.state_dict().items() if k not in skip},
             self.export_dir / f"{self.name}.safetensors",
         )
