@@ -528,6 +528,18 @@ def test_budget_curve_joins_runs_by_family(tmp_path):
     assert Image.open(path).size[0] > 300
 
 
+def test_lines_the_items_file_does_not_hold_are_left_out(tmp_path):
+    """A run scored against an items file (a benchmark rerun with fewer items) scores only
+    those items; the others are named, not judged without their ground truth."""
+    blue = np.zeros((8, 8, 3), np.uint8)
+    items = [{"id": k, "seed": i} for i, k in enumerate("abc")]
+    run = fake_run(tmp_path / "run", items, [blue] * 3)
+    (tmp_path / "fewer.jsonl").write_text("".join(json.dumps(it) + "\n" for it in items[:2]))
+    fewer = load_run(run, tmp_path / "fewer.jsonl")
+    assert [r["id"] for r in fewer.rows] == ["a", "b"] and fewer.outside == ["c"]
+    assert len(fewer.images) == 2 and load_run(run).outside == []
+
+
 def test_grid_shows_the_reference_each_image_is_judged_against_from_the_runs_config(tmp_path):
     from doodl_pl.evaluation import side_by_side
 

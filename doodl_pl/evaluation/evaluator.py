@@ -279,6 +279,7 @@ class Evaluator:
             "root": str(run.root),
             "n": len(run.rows),
             "failed": run.failed,
+            "outside_items": run.outside,
             "method": run.rows[0].get("method") if run.rows else None,
             "cost": run.cost(),
             "metrics": {k: m.to_dict() for k, m in metrics.items()},

@@ -31,6 +31,7 @@ class RunOutputs:
         failed: ids of failed items (reported, not scored).
         config: the run config (``config.yaml``) when the run wrote one.
         items_path: the items file the rows were joined with.
+        outside: ids of manifest lines the items file does not hold (left out, not scored).
     """
 
     root: Path
@@ -40,6 +41,7 @@ class RunOutputs:
     failed: list[str] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     items_path: Path | None = None
+    outside: list[str] = field(default_factory=list)
 
     def tensor(self, idx: slice | list[int] | None = None) -> Tensor:
         """Images (all, or ``idx``) as float ``(N, 3, H, W)`` in [0, 1]."""
@@ -106,8 +108,13 @@ def load_run(
     latest: dict[str, dict[str, Any]] = {}
     for rec in writer.records():
         latest[rec["id"]] = rec  # a retried item's last line wins
-    rows, failed = [], []
+    rows, failed, outside = [], [], []
     for rec in sorted(latest.values(), key=lambda r: (order.get(r["id"], len(order)), r["id"])):
+        if by_id and rec["id"] not in by_id:
+            # e.g. a benchmark rerun with fewer items: a line the items file no longer holds
+            # has no ground truth to judge it by, and would count in one column only
+            outside.append(rec["id"])
+            continue
         if rec.get("status", "ok") != "ok":
             failed.append(rec["id"])
             continue
@@ -119,4 +126,4 @@ def load_run(
             raise FileNotFoundError(f"{path}: listed in {writer.manifest} but missing")
         images.append(np.asarray(Image.open(path).convert("RGB")))
     arr = np.stack(images) if images else np.zeros((0, 1, 1, 3), np.uint8)
-    return RunOutputs(root, name or root.name, rows, arr, failed, config, items_path)
+    return RunOutputs(root, name or root.name, rows, arr, failed, config, items_path, outside)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,17 @@ class ClipSpec:
     base: str | None = None
 
 
+class _Drop(logging.Filter):
+    """Drops log records that contain ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
 def spherical_distance(a: Tensor, b: Tensor) -> Tensor:
     """2·arcsin(‖a − b‖ / 2)² between L2-normalised embeddings (the great-circle distance²/2)."""
     return (a - b).norm(dim=-1).div(2).clamp(max=1).arcsin().pow(2).mul(2)
@@ -85,7 +97,13 @@ class ClipModel(nn.Module):
             if base is None:
                 model, _, _ = open_clip.create_model_and_transforms(name, pretrained=pretrained)
             else:
-                model = open_clip.create_model(name, pretrained=None)
+                # open_clip warns that the model is random; the next lines load its weights
+                drop = _Drop("No pretrained weights loaded")
+                logging.getLogger().addFilter(drop)
+                try:
+                    model = open_clip.create_model(name, pretrained=None)
+                finally:
+                    logging.getLogger().removeFilter(drop)
                 state = dict(load_weights(base))
                 state.update(load_weights(pretrained))
                 model.load_state_dict({k: v.float() for k, v in state.items()})

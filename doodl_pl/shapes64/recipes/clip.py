@@ -73,6 +73,8 @@ class ClipRecipe(Recipe):
         tokens_from: weights (safetensors) of a CLIP with this text width whose token table
             this model takes and keeps frozen; the export then leaves the table out, to be
             loaded with ``ClipSpec(base=…)`` (6 MiB of a small CLIP's 7 are the table).
+        image_from: weights of a CLIP of this config whose image tower (``visual.*``) this
+            model starts from, e.g. the shipped CLIP's, which already reads shapes.
         lr, export_dir: optimiser and output.
         name: the exported model's name.
     """
@@ -87,6 +89,7 @@ class ClipRecipe(Recipe):
         relation_images: float | None = None,
         relation_texts: float | None = None,
         tokens_from: str | None = None,
+        image_from: str | None = None,
         lr: float = 5e-4,
         export_dir: str = "pkg:shapes64/clip",
         name: str = "shapes64-clip",
@@ -109,6 +112,13 @@ class ClipRecipe(Recipe):
             if table is not None:  # a model trained with `tokens_from` was saved without it
                 state[TOKENS] = table
             self.model.load_state_dict({k: v.float() for k, v in state.items()})
+        if image_from is not None:
+            visual = {
+                k: v.float()
+                for k, v in load_weights(resolve(image_from)).items()
+                if k.startswith("visual.")
+            }
+            self.model.load_state_dict(visual, strict=False)
         if table is not None:
             self.model.token_embedding.weight.data.copy_(table.float())
             self.model.token_embedding.weight.requires_grad_(False)
