@@ -235,3 +235,20 @@ def test_shared_token_table_is_frozen_left_out_and_filled_in(tmp_path):
         ClipModel(ClipSpec(config, weights))  # the table is missing without its base
     with pytest.raises(ValueError, match="`base`"):
         ClipModel(ClipSpec(config, None, base=CLIP.pretrained))
+
+
+def test_image_tower_can_start_from_another_clip(tmp_path):
+    """``image_from`` takes another CLIP's image tower (``visual.*``) and nothing else."""
+    from safetensors.torch import load_file
+
+    from doodl_pl.shapes64.assets import CLIP, available
+    from doodl_pl.shapes64.recipes import ClipRecipe
+
+    if not available()["clip"]:
+        pytest.skip("shipped Shapes-64 CLIP missing")
+    shipped = load_file(str(ROOT / "doodl_pl" / "assets" / CLIP.pretrained))
+    torch.manual_seed(0)
+    state = ClipRecipe(image_from=CLIP.pretrained, export_dir=str(tmp_path)).model.state_dict()
+    visual = [k for k in shipped if k.startswith("visual.")]
+    assert visual and all(torch.equal(state[k], shipped[k].float()) for k in visual)
+    assert not torch.equal(state["text_projection"], shipped["text_projection"].float())
