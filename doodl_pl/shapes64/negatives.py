@@ -23,7 +23,15 @@ from dataclasses import replace
 
 from .world import SHAPE_WORD, Obj, Scene, article
 
-__all__ = ["KINDS", "OPPOSITE", "describe", "hard_negatives", "scene_key"]
+__all__ = [
+    "KINDS",
+    "OPPOSITE",
+    "describe",
+    "hard_negatives",
+    "places_exchanged",
+    "relation_matters",
+    "scene_key",
+]
 
 KINDS = ("colors", "shapes", "relation")
 OPPOSITE = {
@@ -49,6 +57,22 @@ def scene_key(a: Obj, relation: str, b: Obj) -> tuple:
     if relation in ("to the right of", "below"):
         a, b, relation = b, a, OPPOSITE[relation]
     return (a.color, SHAPE_WORD[a.shape]), relation, (b.color, SHAPE_WORD[b.shape])
+
+
+def relation_matters(scene: Scene) -> bool:
+    """A two-object scene whose reversed relation describes another scene (not two like
+    objects, same color and shape word, where reversing changes the words only)."""
+    if len(scene.objects) != 2 or scene.relation is None:
+        return False
+    a, b = scene.objects
+    return scene_key(a, OPPOSITE[scene.relation], b) != scene_key(a, scene.relation, b)
+
+
+def places_exchanged(scene: Scene) -> Scene:
+    """The two-object ``scene`` with its objects' centres exchanged (the caption's relation
+    reversed in the picture)."""
+    a, b = scene.objects
+    return replace(scene, objects=[replace(a, cx=b.cx, cy=b.cy), replace(b, cx=a.cx, cy=a.cy)])
 
 
 def hard_negatives(scene: Scene) -> dict[str, str]:

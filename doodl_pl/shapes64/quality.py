@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from .analysis import find_objects, relation_of
 from .checks import Shapes64Checks
 from .dataset import scene_from_record
 from .guides import validity
-from .negatives import KINDS, OPPOSITE, describe, hard_negatives, scene_key
+from .negatives import KINDS, OPPOSITE, describe, hard_negatives, places_exchanged, relation_matters
 from .render import render
 from .world import COLORS, SHAPE_WORD, SHAPES, article
 
@@ -146,12 +146,12 @@ def clip_relation_sensitivity(clip: ClipModel, records: list[dict]) -> dict[str,
     text_cos, image_cos, gap = [], [], []
     for rec in records:
         scene = scene_from_record(rec)
-        a, b = scene.objects
-        if scene_key(a, OPPOSITE[scene.relation], b) == scene_key(a, scene.relation, b):
+        if not relation_matters(scene):
             continue  # two like objects: the reversed caption says the same scene
+        a, b = scene.objects
         reversed_ = describe(a, OPPOSITE[scene.relation], b)
         t = clip.encode_text([describe(a, scene.relation, b), reversed_])
-        moved = replace(scene, objects=[replace(a, cx=b.cx, cy=b.cy), replace(b, cx=a.cx, cy=a.cy)])
+        moved = places_exchanged(scene)
         im = clip.encode_image(to_tensor(np.stack([render(scene), render(moved)])))
         text_cos.append(float(t[0] @ t[1]))
         image_cos.append(float(im[0] @ im[1]))

@@ -127,18 +127,17 @@ class ClipRecipe(Recipe):
                 if not key.startswith(("visual.", "logit_scale")):
                     p.requires_grad_(False)
         self.tokenizer = open_clip.get_tokenizer(name)
-        if hard_negatives is not None and hard_negatives <= 0:
-            raise ValueError(f"`hard_negatives` must be > 0 or null, got {hard_negatives}")
-        self.hard_negatives = hard_negatives
-        if entity_negatives is not None and entity_negatives <= 0:
-            raise ValueError(f"`entity_negatives` must be > 0 or null, got {entity_negatives}")
-        self.entity_negatives = entity_negatives
-        if relation_images is not None and relation_images <= 0:
-            raise ValueError(f"`relation_images` must be > 0 or null, got {relation_images}")
-        self.relation_images = relation_images
-        if relation_texts is not None and relation_texts <= 0:
-            raise ValueError(f"`relation_texts` must be > 0 or null, got {relation_texts}")
-        self.relation_texts = relation_texts
+        weights = {
+            "hard_negatives": hard_negatives,
+            "entity_negatives": entity_negatives,
+            "relation_images": relation_images,
+            "relation_texts": relation_texts,
+        }
+        for key, w in weights.items():
+            if w is not None and w <= 0:
+                raise ValueError(f"`{key}` must be > 0 or null, got {w}")
+        self.hard_negatives, self.entity_negatives = hard_negatives, entity_negatives
+        self.relation_images, self.relation_texts = relation_images, relation_texts
         from ...losses.clip_models import OPENAI_MEAN, OPENAI_STD
 
         self.register_buffer("mean", torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -180,37 +179,30 @@ class ClipRecipe(Recipe):
                 hn = torch.stack(terms).mean()
                 self.log("train/hard_negatives", hn, prog_bar=True)
                 loss = loss + self.hard_negatives * hn
-        if self.entity_negatives:
-            term = self._entity_term(scenes, idx, img, scale)
+        terms = (
+            ("entity_negatives", lambda: self._entity_term(scenes, idx, img, scale)),
+            ("relation_texts", lambda: self._relation_text_term(scenes)),
+            ("relation_images", lambda: self._relation_term(scenes, img, txt[:n], scale)),
+        )
+        for key, term_of in terms:
+            weight = getattr(self, key)
+            term = term_of() if weight else None
             if term is not None:
-                self.log("train/entity_negatives", term, prog_bar=True)
-                loss = loss + self.entity_negatives * term
-        if self.relation_texts:
-            term = self._relation_text_term(scenes)
-            if term is not None:
-                self.log("train/relation_texts", term, prog_bar=True)
-                loss = loss + self.relation_texts * term
-        if self.relation_images:
-            term = self._relation_term(scenes, img, txt[:n], scale)
-            if term is not None:
-                self.log("train/relation_images", term, prog_bar=True)
-                loss = loss + self.relation_images * term
+                self.log(f"train/{key}", term, prog_bar=True)
+                loss = loss + weight * term
         return loss
 
     def _relation_text_term(self, scenes):
         """A text-only term: each two-object caption ("A above B") must embed closer to its
         paraphrase ("B below A") than to its relation reversed ("A below B"), so the text tower
         encodes order whatever the images do; ``None`` when the batch has no such scene."""
-        from ..negatives import OPPOSITE, describe, scene_key
+        from ..negatives import OPPOSITE, describe, relation_matters
 
         texts = []
         for s in scenes:
-            if len(s.objects) != 2 or len(texts) == 3 * 32:
+            if not relation_matters(s) or len(texts) == 3 * 32:
                 continue
-            a, b = s.objects
-            rel = s.relation
-            if scene_key(a, OPPOSITE[rel], b) == scene_key(a, rel, b):
-                continue
+            (a, b), rel = s.objects, s.relation
             texts += [
                 describe(a, rel, b),
                 describe(b, OPPOSITE[rel], a),
@@ -226,21 +218,12 @@ class ClipRecipe(Recipe):
     def _relation_term(self, scenes, img, txt, scale):
         """Each two-object image's caption against the same scene with the two objects'
         places exchanged (an image-side hard negative); ``None`` when the batch has none."""
-        from dataclasses import replace
-
-        from ..negatives import OPPOSITE, scene_key
+        from ..negatives import places_exchanged, relation_matters
         from ..render import render
 
-        rows, renders = [], []
-        for k, s in enumerate(scenes):
-            if len(s.objects) != 2 or len(rows) == 32:
-                continue
-            a, b = s.objects
-            if scene_key(a, OPPOSITE[s.relation], b) == scene_key(a, s.relation, b):
-                continue  # two like objects: exchanging places leaves the caption true
-            moved = replace(s, objects=[replace(a, cx=b.cx, cy=b.cy), replace(b, cx=a.cx, cy=a.cy)])
-            rows.append(k)
-            renders.append(render(moved))
+        # two like objects are left out: exchanging their places leaves the caption true
+        rows = [k for k, s in enumerate(scenes) if relation_matters(s)][:32]
+        renders = [render(places_exchanged(scenes[k])) for k in rows]
         if not rows:
             return None
         x = torch.from_numpy(np.stack(renders)).permute(0, 3, 1, 2).to(self.device)
