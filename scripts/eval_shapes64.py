@@ -99,11 +99,12 @@ def part_classifiers(out: dict, a: argparse.Namespace) -> None:
 
 
 def part_clip(out: dict, a: argparse.Namespace) -> None:
-    images, records = load_split("eval_one", a.n)
+    images, records = load_split(f"{a.clip_split}_one", a.n)
     zs = quality.clip_zero_shot(ClipModel(_clip_spec(a)), images, records)
     out.update(
         clip_zero_shot_shape_top1=zs["shape"].value, clip_zero_shot_color_top1=zs["color"].value
     )
+    print(f"CLIP zero-shot on {len(records)} {a.clip_split}_one renders:")
     print(f"CLIP zero-shot shape top-1 ({quality.N_WORDS} words): {zs['shape']} (target ≥ 0.80)")
     print(f"CLIP zero-shot color top-1 (6 colors): {zs['color']} (target ≥ 0.90)")
 
@@ -117,12 +118,12 @@ def _clip_spec(a: argparse.Namespace) -> ClipSpec:
 
 
 def part_clip_swaps(out: dict, a: argparse.Namespace) -> None:
-    images, records = load_split(a.swaps_split, a.n)
+    images, records = load_split(f"{a.clip_split}_two", a.n)
     clip = ClipModel(_clip_spec(a))
     acc = quality.clip_swap_accuracy(clip, images, records)
     out.update({f"clip_swap_{k}": e.value for k, e in acc.items()})
     print(
-        f"CLIP true caption over a hard negative, {len(records)} two-object renders of {a.swaps_split} (target ≥ 0.90 each):"
+        f"CLIP true caption over a hard negative, {len(records)} two-object renders of {a.clip_split}_two (target ≥ 0.90 each):"
     )
     for kind, e in acc.items():
         print(f"  {kind:9s} swapped: {e}")
@@ -214,8 +215,9 @@ def main() -> None:
                    help="the CLIP for --parts clip, clip_swaps, entity (default: shipped)")  # fmt: skip
     p.add_argument("--clip-base", default=None, metavar="WEIGHTS",
                    help="weights that fill in the tensors --clip's file leaves out (ClipSpec base)")  # fmt: skip
-    p.add_argument("--swaps-split", default="eval_two", choices=["eval_two", "tune_two"],
-                   help="two-object renders for --parts clip_swaps (choose on tune_two)")  # fmt: skip
+    p.add_argument("--clip-split", default="eval", choices=["eval", "tune"],
+                   help="renders for --parts clip (<split>_one) and clip_swaps (<split>_two);\n"
+                   "choose CLIP variants on tune")  # fmt: skip
     p.add_argument("--relation-clip", action="store_true",
                    help="use the shipped relation CLIP (shapes64/clip_rel) for those parts")  # fmt: skip
     p.add_argument("--grid", default=None, help="write the one-object t2i images to this PNG")

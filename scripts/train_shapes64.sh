@@ -3,7 +3,8 @@
 # entity fine-tune (frozen text tower), the text-to-image model (its frozen text encoder is CLIP's
 # text tower, so retrain it after CLIP), guide classifier, aesthetic head, evaluation classifier.
 # `clip_hn` (the hard-negative CLIP experiment), `clip_rel` then `clip_rel_words` (the relation
-# CLIP, in two stages) and `classifier_robust` (the robust guide option) train only when named.
+# CLIP, in two stages; `clip_rel_scratch` is its older first stage), `classifier_robust` and
+# `clip_rel_robust` (the robust guide options) train only when named.
 # Each recipe checkpoints under checkpoints/shapes64/<model>/ and resumes from last.ckpt when
 # rerun; a recipe whose export (or, for a fine-tune that replaces a shipped model, whose installed
 # file) already exists is skipped: pass --force to retrain.
@@ -25,6 +26,8 @@ declare -A export=(
   [clip]=$A/clip/shapes64-clip.safetensors
   [clip_hn]=$A/clip_hn/shapes64-clip-hn.safetensors
   [clip_rel]=outputs/models/clip_rel_stage1/shapes64-clip-rel.safetensors
+  [clip_rel_scratch]=outputs/models/clip_rel_scratch/shapes64-clip-rel.safetensors
+  [clip_rel_robust]=outputs/models/clip_rel_robust/shapes64-clip-rel.safetensors
   [clip_rel_words]=$A/clip_rel/shapes64-clip-rel.safetensors
   [clip_entity]=outputs/models/clip_entity/shapes64-clip-entity.safetensors
   [vae_decoder]=outputs/models/vae_decoder/diffusion_pytorch_model.safetensors

@@ -61,16 +61,19 @@ def test_classifiers_load_with_timm():
 
 @needs("clip", "clip_rel")
 def test_relation_clip_reads_relations():
-    """The shipped relation CLIP (issue 28 #3) loads through ``ClipSpec(base=…)`` and tells a
-    two-object caption from its relation reversed on held-out renders (order-blind: 0.5)."""
+    """The shipped relation CLIP (issue 28 #3) loads through ``ClipSpec(base=…)``, tells a
+    two-object caption from its relation reversed (order-blind: 0.5) and from its colors or
+    shapes swapped, and reads one-object shape words (chance: 1/7)."""
     from doodl_pl.losses.clip_models import ClipModel
     from doodl_pl.shapes64 import quality
     from doodl_pl.shapes64.assets import CLIP_REL
     from doodl_pl.shapes64.dataset import load_split
 
-    images, records = load_split("tune_two", 96)
-    acc = quality.clip_swap_accuracy(ClipModel(CLIP_REL), images, records)
-    assert acc["relation"].value >= 0.8, acc
+    clip = ClipModel(CLIP_REL)
+    acc = quality.clip_swap_accuracy(clip, *load_split("tune_two", 96))
+    assert min(acc[k].value for k in ("relation", "colors", "shapes")) >= 0.8, acc
+    zero_shot = quality.clip_zero_shot(clip, *load_split("tune_one", 96))
+    assert zero_shot["shape"].value >= 0.7, zero_shot
 
 
 @needs("clip", "aesthetic")

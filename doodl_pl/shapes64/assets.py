@@ -19,7 +19,7 @@ __all__ = [
 ROOT = ASSETS / "shapes64"
 SD = "shapes64/sd"
 CLIP = ClipSpec("shapes64/clip/shapes64-clip.json", "shapes64/clip/shapes64-clip.safetensors")
-#: The text guide that reads relations (issue 28 #3; configs/shapes64/train_clip_rel.yaml): it
+#: The text guide that reads relations (issue 28 #3; configs/shapes64/train_clip_rel*.yaml): it
 #: shares the shipped CLIP's token table, so its file holds the rest and ``base`` fills the table.
 CLIP_REL = ClipSpec(
     "shapes64/clip_rel/shapes64-clip-rel.json",

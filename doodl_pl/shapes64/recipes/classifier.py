@@ -9,6 +9,7 @@ from torch import Tensor
 from ...utils.weights import save_weights
 from ..world import SHAPES
 from .base import Recipe, to01
+from .views import RoundTrip, perturb
 
 __all__ = ["ClassifierRecipe"]
 
@@ -49,28 +50,14 @@ class ClassifierRecipe(Recipe):
         cfg = resolve_data_config({}, model=self.model)
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
-        if not 0 <= roundtrip <= 1:
-            raise ValueError(f"`roundtrip` must be in [0, 1], got {roundtrip}")
         if not 0 <= adversarial_eps < 1 or not noise >= 0:
             raise ValueError(
                 f"`adversarial_eps` must be in [0, 1) and `noise` >= 0, got {adversarial_eps}, "
                 f"{noise}"
             )
-        self.vae = None
-        if roundtrip > 0:
-            from diffusers import AutoencoderKL
-
-            from ...hub import resolve
-
-            self.vae = AutoencoderKL.from_pretrained(resolve(vae_dir)).requires_grad_(False).eval()
-        self.augment, self.noise, self.roundtrip = augment, noise, roundtrip
+        self.roundtrip = RoundTrip(roundtrip, vae_dir)
+        self.augment, self.noise = augment, noise
         self.adversarial_eps, self.export_name = adversarial_eps, export_name
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if self.vae is not None:
-            self.vae.eval()
-        return self
 
     def labels(self, idx: Tensor) -> Tensor:
         return torch.tensor(
@@ -78,32 +65,8 @@ class ClassifierRecipe(Recipe):
             device=self.device,
         )
 
-    def perturb(self, x: Tensor) -> Tensor:
-        """Random blur, Gaussian noise and shifts of up to 2 px, per image."""
-        from torchvision.transforms.functional import gaussian_blur
-
-        out = []
-        for im in x:
-            if torch.rand(()) < 0.5:
-                im = gaussian_blur(im, 5, float(torch.empty(()).uniform_(0.3, 1.0)))
-            dy, dx = torch.randint(-2, 3, (2,)).tolist()
-            im = torch.roll(im, (dy, dx), dims=(1, 2))
-            im = im + torch.randn_like(im) * float(torch.empty(()).uniform_(0, self.noise))
-            out.append(im.clamp(0, 1))
-        return torch.stack(out)
-
     def forward(self, x01: Tensor) -> Tensor:
         return self.model((x01 - self.mean) / self.std)
-
-    @torch.no_grad()
-    def through_vae(self, x: Tensor) -> Tensor:
-        """The first ``roundtrip`` share of the batch replaced by its VAE round trip."""
-        k = round(self.roundtrip * x.shape[0])
-        if self.vae is None or k == 0:
-            return x
-        z = self.vae.encode(x[:k] * 2 - 1).latent_dist.mean
-        back = (self.vae.decode(z).sample + 1) / 2
-        return torch.cat([back.clamp(0, 1), x[k:]])
 
     def adversarial(self, x: Tensor, labels: Tensor) -> Tensor:
         """One signed-gradient ascent step of size 1.25·eps from a uniform start, kept in the
@@ -116,9 +79,9 @@ class ClassifierRecipe(Recipe):
         return (x + delta.detach()).clamp(0, 1)
 
     def training_step(self, batch, _):
-        x = self.through_vae(to01(batch[0]))
+        x = self.roundtrip(to01(batch[0]))
         if self.augment:
-            x = self.perturb(x)
+            x = perturb(x, self.noise)
         labels = self.labels(batch[1])
         if self.adversarial_eps > 0:
             x = self.adversarial(x, labels)

@@ -16,6 +16,7 @@ from ..dataset import scene_from_record
 from ..negatives import hard_negatives
 from ..world import caption
 from .base import MAX_TOKENS, Recipe, to01
+from .views import RoundTrip, perturb
 
 __all__ = ["CLIP_CONFIG", "ClipRecipe"]
 
@@ -75,6 +76,12 @@ class ClipRecipe(Recipe):
             loaded with ``ClipSpec(base=…)`` (6 MiB of a small CLIP's 7 are the table).
         image_from: weights of a CLIP of this config whose image tower (``visual.*``) this
             model starts from, e.g. the shipped CLIP's, which already reads shapes.
+        roundtrip: share of each batch's images first passed through the VAE in ``vae_dir``
+            (and, for ``relation_images``, their places-exchanged twins too), so the image
+            tower sees renders as the generator's decoder draws them (issue 25 #2, a robust
+            CLIP); 0: clean renders only.
+        augment: blur, shifts and pixel noise of standard deviation up to ``noise`` on every
+            image the image tower is trained on.
         lr, export_dir: optimiser and output.
         name: the exported model's name.
     """
@@ -90,6 +97,10 @@ class ClipRecipe(Recipe):
         relation_texts: float | None = None,
         tokens_from: str | None = None,
         image_from: str | None = None,
+        roundtrip: float = 0.0,
+        augment: bool = False,
+        noise: float = 0.05,
+        vae_dir: str = "pkg:shapes64/sd/vae",
         lr: float = 5e-4,
         export_dir: str = "pkg:shapes64/clip",
         name: str = "shapes64-clip",
@@ -136,6 +147,10 @@ class ClipRecipe(Recipe):
         for key, w in weights.items():
             if w is not None and w <= 0:
                 raise ValueError(f"`{key}` must be > 0 or null, got {w}")
+        if not noise >= 0:
+            raise ValueError(f"`noise` must be >= 0, got {noise}")
+        self.roundtrip = RoundTrip(roundtrip, vae_dir)
+        self.augment, self.noise = augment, noise
         self.hard_negatives, self.entity_negatives = hard_negatives, entity_negatives
         self.relation_images, self.relation_texts = relation_images, relation_texts
         from ...losses.clip_models import OPENAI_MEAN, OPENAI_STD
@@ -153,7 +168,7 @@ class ClipRecipe(Recipe):
         negatives = [
             list(hard_negatives(s).values()) if self.hard_negatives else [] for s in scenes
         ]
-        img = F.normalize(self.model.encode_image((to01(batch[0]) - self.mean) / self.std), dim=-1)
+        img = self._encode_images(self.roundtrip(to01(batch[0])))
         tokens = self.tokenizer(texts + [t for ns in negatives for t in ns]).to(self.device)
         txt = F.normalize(self.model.encode_text(tokens), dim=-1)
         scale = self.model.logit_scale.exp().clamp(max=100)
@@ -192,6 +207,12 @@ class ClipRecipe(Recipe):
                 loss = loss + weight * term
         return loss
 
+    def _encode_images(self, x01):
+        """Unit image embeddings of images in [0, 1], perturbed first when ``augment``."""
+        if self.augment:
+            x01 = perturb(x01, self.noise)
+        return F.normalize(self.model.encode_image((x01 - self.mean) / self.std), dim=-1)
+
     def _relation_text_term(self, scenes):
         """A text-only term: each two-object caption ("A above B") must embed closer to its
         paraphrase ("B below A") than to its relation reversed ("A below B"), so the text tower
@@ -226,8 +247,12 @@ class ClipRecipe(Recipe):
         renders = [render(places_exchanged(scenes[k])) for k in rows]
         if not rows:
             return None
-        x = torch.from_numpy(np.stack(renders)).permute(0, 3, 1, 2).to(self.device)
-        moved = F.normalize(self.model.encode_image((to01(x) - self.mean) / self.std), dim=-1)
+        x = to01(torch.from_numpy(np.stack(renders)).permute(0, 3, 1, 2).to(self.device))
+        # the twins of round-tripped images are round-tripped too, so that the decoder's
+        # traces tell neither apart
+        decoded = torch.tensor([k < self.roundtrip.rows(len(scenes)) for k in rows])
+        x[decoded] = self.roundtrip.decode(x[decoded])
+        moved = self._encode_images(x)
         true = (img[rows] * txt[rows]).sum(-1)
         false = (moved * txt[rows]).sum(-1)
         logits = scale * torch.stack([true, false], dim=1)
@@ -249,7 +274,7 @@ class ClipRecipe(Recipe):
             case = near_misses(scenes[k].objects[0], scenes[k].background, rng)
             renders += [render(case[key]) for key in ("positive", *KINDS)]
         x = torch.from_numpy(np.stack(renders)).permute(0, 3, 1, 2).to(self.device)
-        cand = F.normalize(self.model.encode_image((to01(x) - self.mean) / self.std), dim=-1)
+        cand = self._encode_images(to01(x))
         cand = cand.view(len(anchors), 1 + len(KINDS), -1)
         logits = scale * torch.einsum("akd,ad->ak", cand, img[anchors])
         return -logits.log_softmax(1)[:, 0].mean()
