@@ -98,15 +98,28 @@ def part_classifiers(out: dict, a: argparse.Namespace) -> None:
             print(f"{name} accuracy on the same renders after the VAE round trip: {rt}")
 
 
+def _clip_renders(a: argparse.Namespace, kind: str):
+    """The renders (and records) the CLIP parts read: ``<clip_split>_<kind>``, through the VAE
+    round trip with ``--roundtrip`` (as the generator's decoder draws them)."""
+    images, records = load_split(f"{a.clip_split}_{kind}", a.n)
+    if a.roundtrip:
+        images = quality.vae_roundtrip(StableDiffusion(a.sd), images)
+    return images, records
+
+
 def part_clip(out: dict, a: argparse.Namespace) -> None:
-    images, records = load_split(f"{a.clip_split}_one", a.n)
+    images, records = _clip_renders(a, "one")
     zs = quality.clip_zero_shot(ClipModel(_clip_spec(a)), images, records)
     out.update(
         clip_zero_shot_shape_top1=zs["shape"].value, clip_zero_shot_color_top1=zs["color"].value
     )
-    print(f"CLIP zero-shot on {len(records)} {a.clip_split}_one renders:")
+    print(f"CLIP zero-shot on {len(records)} {a.clip_split}_one renders{_after(a)}:")
     print(f"CLIP zero-shot shape top-1 ({quality.N_WORDS} words): {zs['shape']} (target ≥ 0.80)")
     print(f"CLIP zero-shot color top-1 (6 colors): {zs['color']} (target ≥ 0.90)")
+
+
+def _after(a: argparse.Namespace) -> str:
+    return " after the VAE round trip" if a.roundtrip else ""
 
 
 def _clip_spec(a: argparse.Namespace) -> ClipSpec:
@@ -118,12 +131,12 @@ def _clip_spec(a: argparse.Namespace) -> ClipSpec:
 
 
 def part_clip_swaps(out: dict, a: argparse.Namespace) -> None:
-    images, records = load_split(f"{a.clip_split}_two", a.n)
+    images, records = _clip_renders(a, "two")
     clip = ClipModel(_clip_spec(a))
     acc = quality.clip_swap_accuracy(clip, images, records)
     out.update({f"clip_swap_{k}": e.value for k, e in acc.items()})
     print(
-        f"CLIP true caption over a hard negative, {len(records)} two-object renders of {a.clip_split}_two (target ≥ 0.90 each):"
+        f"CLIP true caption over a hard negative, {len(records)} two-object renders of {a.clip_split}_two{_after(a)} (target ≥ 0.90 each):"
     )
     for kind, e in acc.items():
         print(f"  {kind:9s} swapped: {e}")
@@ -218,6 +231,8 @@ def main() -> None:
     p.add_argument("--clip-split", default="eval", choices=["eval", "tune"],
                    help="renders for --parts clip (<split>_one) and clip_swaps (<split>_two);\n"
                    "choose CLIP variants on tune")  # fmt: skip
+    p.add_argument("--roundtrip", action="store_true",
+                   help="--parts clip, clip_swaps: read the renders after the VAE round trip")  # fmt: skip
     p.add_argument("--relation-clip", action="store_true",
                    help="use the shipped relation CLIP (shapes64/clip_rel) for those parts")  # fmt: skip
     p.add_argument("--grid", default=None, help="write the one-object t2i images to this PNG")

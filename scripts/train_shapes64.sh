@@ -2,9 +2,9 @@
 # Retrain every Shapes-64 model from scratch (or resume): VAE, its decoder-only fine-tune, CLIP, its
 # entity fine-tune (frozen text tower), the text-to-image model (its frozen text encoder is CLIP's
 # text tower, so retrain it after CLIP), guide classifier, aesthetic head, evaluation classifier.
-# `clip_hn` (the hard-negative CLIP experiment), `clip_rel` then `clip_rel_words` (the relation
-# CLIP, in two stages; `clip_rel_scratch` is its older first stage), `classifier_robust` and
-# `clip_rel_robust` (the robust guide options) train only when named.
+# `clip_hn` (the hard-negative CLIP experiment), `clip_rel`, `clip_rel_words` then
+# `clip_rel_robust` (the relation CLIP, in three stages; `clip_rel_scratch` is an older first
+# stage) and `classifier_robust` (the robust guide option) train only when named.
 # Each recipe checkpoints under checkpoints/shapes64/<model>/ and resumes from last.ckpt when
 # rerun; a recipe whose export (or, for a fine-tune that replaces a shipped model, whose installed
 # file) already exists is skipped: pass --force to retrain.
@@ -28,7 +28,7 @@ declare -A export=(
   [clip_rel]=outputs/models/clip_rel_stage1/shapes64-clip-rel.safetensors
   [clip_rel_scratch]=outputs/models/clip_rel_scratch/shapes64-clip-rel.safetensors
   [clip_rel_robust]=outputs/models/clip_rel_robust/shapes64-clip-rel.safetensors
-  [clip_rel_words]=$A/clip_rel/shapes64-clip-rel.safetensors
+  [clip_rel_words]=outputs/models/clip_rel_words/shapes64-clip-rel.safetensors
   [clip_entity]=outputs/models/clip_entity/shapes64-clip-entity.safetensors
   [vae_decoder]=outputs/models/vae_decoder/diffusion_pytorch_model.safetensors
   [classifier]=$A/classifier.safetensors
@@ -37,11 +37,13 @@ declare -A export=(
   [aesthetic]=$A/aesthetic_head.safetensors
 )
 # Fine-tunes that replace a shipped model once trained (issue 28): the decoder-only VAE fine-tune
-# (same encoder, same latents) and the entity CLIP (same text tower, the t2i text encoder).
+# (same encoder, same latents), the entity CLIP (same text tower, the t2i text encoder) and the
+# robust relation CLIP (issue 25).
 # The decoder's config.json is unchanged by the fine-tune (same encoder, same scaling factor).
 declare -A install=(
   [vae_decoder]=$A/sd/vae/diffusion_pytorch_model.safetensors
   [clip_entity]=$A/clip/shapes64-clip.safetensors
+  [clip_rel_robust]=$A/clip_rel/shapes64-clip-rel.safetensors
 )
 for m in "${models[@]}"; do
   ckpt=checkpoints/shapes64/$m/last.ckpt
