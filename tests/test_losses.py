@@ -166,6 +166,25 @@ def test_clip_image_loss_zero_for_its_reference(tiny_assets):
     assert float(loss(torch.rand(1, 3, 16, 16), LossContext())) > 1e-4
 
 
+def test_clip_image_loss_can_keep_an_edit_near_its_photo(tiny_assets):
+    """``item_field="image"``: each item's own photo (the ``image`` an edit starts from) is the
+    reference, as if given in ``reference_images``."""
+    from doodl_pl.data import load_image
+
+    spec = [clip_spec(tiny_assets)]
+    keep = CLIPImageLoss(spec, n_cuts=0, item_field="image")
+    fixed = CLIPImageLoss(spec, reference_images=[tiny_assets["image"]], n_cuts=0)
+    images = torch.cat([load_image(tiny_assets["image"], 16)[None], torch.rand(1, 3, 16, 16)])
+    ctx = LossContext({"image": [tiny_assets["image"]] * 2})
+    got = keep(images, ctx)
+    assert float(got[0]) < 1e-6 and float(got[1]) > 1e-4
+    torch.testing.assert_close(got, fixed(images, LossContext()))
+    with pytest.raises(ValueError, match="`image`"):
+        keep(images, LossContext())
+    with pytest.raises(ValueError, match="item_field"):
+        CLIPImageLoss(spec, item_field="photo")
+
+
 def test_classifier_loss_ce_and_bce(tiny_assets):
     kw = dict(
         model_name="resnet10t",

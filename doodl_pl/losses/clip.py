@@ -119,6 +119,9 @@ class CLIPImageLoss(_ClipEnsembleLoss):
         models: ensemble members; the paper used ViT-B/32, L/14, g/14 at 0.5, 0.25, 0.25.
         reference_images: fixed reference files; ``None`` uses each item's ``reference_images``.
         n_cuts, cut_power, reduction, weight, min_cut: as in :class:`CLIPTextLoss`.
+        item_field: the item field that holds the references when ``reference_images`` is
+            ``None``: ``reference_images`` (a list; personalization) or ``image`` (the photo an
+            edit starts from, so the term keeps the edit close to it).
     """
 
     def __init__(
@@ -130,9 +133,14 @@ class CLIPImageLoss(_ClipEnsembleLoss):
         reduction: Literal["mean", "min"] = "mean",
         weight: float = 1.0,
         min_cut: float | None = None,
+        item_field: Literal["reference_images", "image"] = "reference_images",
     ) -> None:
         super().__init__(models, n_cuts, cut_power, reduction, weight, min_cut)
-        self.reference_images = reference_images
+        if item_field not in ("reference_images", "image"):
+            raise ValueError(
+                f"item_field must be 'reference_images' or 'image', got {item_field!r}"
+            )
+        self.reference_images, self.item_field = reference_images, item_field
         self._cache: dict[tuple[int, tuple[str, ...]], Tensor] = {}
 
     @torch.no_grad()
@@ -151,11 +159,13 @@ class CLIPImageLoss(_ClipEnsembleLoss):
         index = list(self.models).index(model)
         out = []
         for i in range(batch_size):
-            paths = self.reference_images or ctx.field("reference_images", i)
+            paths = self.reference_images or ctx.field(self.item_field, i)
+            if isinstance(paths, str):
+                paths = [paths]
             if not paths:
                 raise ValueError(
                     "CLIPImageLoss needs reference images: set `reference_images` "
-                    "or give each item a `reference_images` list"
+                    f"or give each item its `{self.item_field}`"
                 )
             out.append(self._reference(model, index, tuple(paths)))
         return torch.stack(out)
