@@ -250,7 +250,9 @@ class ClipRecipe(Recipe):
         x = to01(torch.from_numpy(np.stack(renders)).permute(0, 3, 1, 2).to(self.device))
         # the twins of round-tripped images are round-tripped too, so that the decoder's
         # traces tell neither apart
-        decoded = torch.tensor([k < self.roundtrip.rows(len(scenes)) for k in rows])
+        decoded = torch.tensor(
+            [k < self.roundtrip.rows(len(scenes)) for k in rows], device=x.device
+        )
         x[decoded] = self.roundtrip.decode(x[decoded])
         moved = self._encode_images(x)
         true = (img[rows] * txt[rows]).sum(-1)
