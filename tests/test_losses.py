@@ -166,19 +166,26 @@ def test_clip_image_loss_zero_for_its_reference(tiny_assets):
     assert float(loss(torch.rand(1, 3, 16, 16), LossContext())) > 1e-4
 
 
-def test_clip_image_loss_can_keep_an_edit_near_its_photo(tiny_assets):
-    """``item_field="image"``: each item's own photo (the ``image`` an edit starts from) is the
-    reference, as if given in ``reference_images``."""
+def test_clip_image_loss_can_keep_an_edit_near_its_photo(tiny_assets, tmp_path):
+    """``item_field="image"``: each item's own photo (the ``image`` an edit starts from) is its
+    reference, as if given in ``reference_images``; items with different photos are not mixed."""
+    import numpy as np
+    from PIL import Image
+
     from doodl_pl.data import load_image
 
+    other = tmp_path / "other.png"
+    rng = np.random.default_rng(7)
+    Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(other)
+    photos = [str(other), tiny_assets["image"]]
     spec = [clip_spec(tiny_assets)]
     keep = CLIPImageLoss(spec, n_cuts=0, item_field="image")
-    fixed = CLIPImageLoss(spec, reference_images=[tiny_assets["image"]], n_cuts=0)
-    images = torch.cat([load_image(tiny_assets["image"], 16)[None], torch.rand(1, 3, 16, 16)])
-    ctx = LossContext({"image": [tiny_assets["image"]] * 2})
-    got = keep(images, ctx)
-    assert float(got[0]) < 1e-6 and float(got[1]) > 1e-4
-    torch.testing.assert_close(got, fixed(images, LossContext()))
+    images = torch.stack([load_image(p, 16) for p in photos])
+    own = keep(images, LossContext({"image": photos}))
+    swapped = keep(images, LossContext({"image": photos[::-1]}))
+    assert float(own.max()) < 1e-6 and float(swapped.min()) > 1e-4
+    fixed = CLIPImageLoss(spec, reference_images=[photos[1]], n_cuts=0)
+    torch.testing.assert_close(swapped[0], fixed(images[:1], LossContext())[0])
     with pytest.raises(ValueError, match="`image`"):
         keep(images, LossContext())
     with pytest.raises(ValueError, match="item_field"):

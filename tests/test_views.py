@@ -74,7 +74,9 @@ def test_robust_clip_round_trips_the_twins_of_round_tripped_images(monkeypatch, 
     with torch.no_grad():
         loss = recipe.training_step(batch, 0)
     twins = [k for k, r in enumerate(records) if relation_matters(scene_from_record(r))]
-    assert decoded == [8, sum(k < 8 for k in twins)] and decoded[1] > 0
+    # twins on both sides of the round-tripped half, so "all" and "none" would both fail
+    assert any(k < 8 for k in twins) and any(k >= 8 for k in twins)
+    assert decoded == [8, sum(k < 8 for k in twins)]
     assert torch.isfinite(loss) and "train/relation_images" in logs
     with pytest.raises(ValueError, match="noise"):
         ClipRecipe(export_dir=str(tmp_path), noise=-1.0)
