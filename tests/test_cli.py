@@ -105,14 +105,14 @@ def test_rerun_with_changed_settings_is_refused_and_loses_nothing(tiny_assets, t
     saved = yaml.safe_load((out / "config.yaml").read_text())
     model = saved.get("fit", saved)["model"]["init_args"]
     assert (
-        model.pop("sampler") == "edict"
+        model.pop("sampler") == "bdia"
         and model["backbone"]["init_args"].pop("compile_unet") is False
     )
     (out / "config.yaml").write_text(yaml.safe_dump(saved))
-    main(["fit", "--config", str(config)])
-    (out / "config.yaml").write_text(yaml.safe_dump(saved))  # the resume rewrote it in full
     with pytest.raises(ValueError, match=r"sampler: None → 'bdia'"):
-        main(["fit", "--config", str(config), "--model.init_args.sampler", "bdia"])
+        main(["fit", "--config", str(config)])
+    assert (out / "manifest.jsonl").read_text() == before
+    main(["fit", "--config", str(config), "--model.init_args.sampler", "edict"])  # the default
     assert (out / "manifest.jsonl").read_text() == before
 
 
