@@ -14,10 +14,12 @@ if [ ! -f doodl_pl/assets/shapes64/sd/model_index.json ]; then
   exit 1
 fi
 export PYTHONWARNINGS=ignore
+# What the DOODL column is (configs/demo/<app>.yaml): text starts from the best of 15 draws.
+label="DOODL"; [ "$app" = text ] && label="DOODL (best-of-15 start, 3 steps)"
 .venv/bin/doodl-pl fit --config "configs/demo/${app}_vanilla.yaml"
 .venv/bin/doodl-pl fit --config "configs/demo/${app}.yaml"
 grid=$(.venv/bin/doodl-pl grid "outputs/demo/${app}_vanilla" "outputs/demo/${app}" \
-  --labels "vanilla" "DOODL" --out "outputs/demo/${app}_grid.png")
+  --labels "vanilla" "$label" --out "outputs/demo/${app}_grid.png")
 echo
 echo "Vanilla images:     outputs/demo/${app}_vanilla/images/"
 echo "DOODL images:       outputs/demo/${app}/images/  (trajectories: outputs/demo/${app}/trajectories/)"
