@@ -14,8 +14,12 @@ if [ ! -f doodl_pl/assets/shapes64/sd/model_index.json ]; then
   exit 1
 fi
 export PYTHONWARNINGS=ignore
-# What the DOODL column is (configs/demo/<app>.yaml): text starts from the best of 15 draws.
-label="DOODL"; [ "$app" = text ] && label="DOODL (best-of-15 start, 3 steps)"
+# The DOODL column's label, read from its config: a best-of-k start says so.
+label=$(.venv/bin/python -c '
+import sys, yaml
+m = yaml.safe_load(open(sys.argv[1]))["model"]["init_args"]
+k = m.get("init_candidates", 1)
+print("DOODL (best-of-%d start, %d steps)" % (k, m["opt_steps"]) if k > 1 else "DOODL")' "configs/demo/${app}.yaml")
 .venv/bin/doodl-pl fit --config "configs/demo/${app}_vanilla.yaml"
 .venv/bin/doodl-pl fit --config "configs/demo/${app}.yaml"
 grid=$(.venv/bin/doodl-pl grid "outputs/demo/${app}_vanilla" "outputs/demo/${app}" \
