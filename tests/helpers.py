@@ -159,9 +159,10 @@ def tinify(
 
 def _tiny_loss(loss: dict, assets: dict[str, str]) -> None:
     """A loss spec pointed at the tiny components, wrapped losses (``EOT``'s ``loss``,
-    ``GuideEnsemble``'s ``losses``) included."""
+    ``GuideEnsemble``'s ``losses``, ``Verified``'s ``loss`` and ``verifier``) included."""
     ia = loss.setdefault("init_args", {})
-    for inner in ([ia["loss"]] if isinstance(ia.get("loss"), dict) else []) + ia.get("losses", []):
+    wrapped = [ia[k] for k in ("loss", "verifier") if isinstance(ia.get(k), dict)]
+    for inner in wrapped + ia.get("losses", []):
         _tiny_loss(inner, assets)
     if "models" in ia:
         ia["models"] = [

@@ -17,6 +17,7 @@ from doodl_pl.losses import (
     ImageLoss,
     LossContext,
     RandomViews,
+    Verified,
     chi_norm_nll,
 )
 from doodl_pl.optim import DoodlSGD
@@ -119,6 +120,32 @@ def test_ensemble_checks_its_arguments():
         GuideEnsemble([ColorLoss()])
     with pytest.raises(ValueError, match="`reduction`"):
         GuideEnsemble([ColorLoss(), ColorLoss()], reduction="min")
+
+
+def test_verified_steers_with_the_guide_and_scores_by_the_lesser(tiny_assets):
+    images = torch.rand(3, 3, 16, 16, requires_grad=True)
+    ctx = LossContext({"class_index": [1, 2, 4]})
+    kw = dict(model_name="resnet10t", checkpoint_path=tiny_assets["classifier"], num_classes=5)
+    guide, verifier = ClassifierLoss(input_size=32, **kw), ClassifierLoss(input_size=16, **kw)
+    guide.weight = 2.0
+    loss = Verified(guide, verifier)
+    assert loss.score_name == "class_prob"
+    sg, sv = guide.guide_score(images, ctx), verifier.guide_score(images, ctx)
+    assert not torch.allclose(sg, sv)
+    assert torch.equal(loss.guide_score(images, ctx), torch.minimum(sg, sv))
+    # The gradient is the guide's alone (weighted), the verifier's weights get none.
+    (got,) = torch.autograd.grad(loss(images, ctx).sum(), images)
+    (want,) = torch.autograd.grad(2.0 * guide(images, ctx).sum(), images)
+    assert torch.allclose(got, want)
+    assert not any(p.requires_grad for p in loss.verifier.parameters())
+
+
+def test_verified_checks_its_arguments(tiny_assets):
+    kw = dict(model_name="resnet10t", checkpoint_path=tiny_assets["classifier"], num_classes=5)
+    with pytest.raises(ValueError, match="`verifier`"):
+        Verified(ClassifierLoss(**kw), ColorLoss())
+    with pytest.raises(TypeError, match="`verifier`"):
+        Verified(ClassifierLoss(**kw), "judge")
 
 
 def test_chi_norm_nll_minimum_and_gradient():

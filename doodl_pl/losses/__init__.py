@@ -11,6 +11,7 @@ from .ensemble import GuideEnsemble
 from .noise_prior import chi_norm_nll
 from .toy import ColorLoss
 from .transforms import EOT, RandomViews
+from .verified import Verified
 
 __all__ = [
     "AestheticHead",
@@ -30,4 +31,5 @@ __all__ = [
     "chi_norm_nll",
     "multi_crop",
     "spherical_distance",
+    "Verified",
 ]
