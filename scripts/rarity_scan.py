@@ -10,6 +10,9 @@ sweep's target sets are chosen from this table (on the tune split).
     # the same with rejection sampling also allowed 100 draws (fits already done are skipped)
     .venv/bin/python scripts/rarity_scan.py --sweep diamond:pentagon,cross:star,circle:hexagon \
         --split eval --n 48 --rs-draws 100 --out outputs/rare_eval
+    # DOODL whose images the shipped guide must also accept at 0.99 (`Verified`), beside them
+    .venv/bin/python scripts/rarity_scan.py --sweep diamond:pentagon,cross:star,circle:hexagon \
+        --split eval --n 48 --verified --out outputs/rare_eval
     # the sweep's plot from its bins' folders
     .venv/bin/python scripts/rarity_scan.py --plot docs/rarity_sweep.png outputs/half_eval \
         outputs/tenth_eval outputs/rare_eval outputs/rarest_eval
@@ -23,7 +26,7 @@ from pathlib import Path
 
 from doodl_pl.evaluation import load_run
 from doodl_pl.main import main as doodl_main
-from doodl_pl.shapes64.assets import ROBUST_CLASSIFIER
+from doodl_pl.shapes64.assets import GUIDE_CLASSIFIER, ROBUST_CLASSIFIER
 from doodl_pl.shapes64.benchmark import fit_run, method_config
 from doodl_pl.shapes64.guides import validity
 from doodl_pl.shapes64.rarity import (
@@ -48,6 +51,9 @@ def main() -> None:
     p.add_argument("--rs-draws", type=int, default=25,
                    help="--sweep: rejection sampling's cap in draws per item (25: the DOODL\n"
                    "budget; other caps run beside it as rejection_sampling_<N>)")  # fmt: skip
+    p.add_argument("--verified", action="store_true",
+                   help="--sweep: also DOODL steered by EOT of the robust guide, Verified by the\n"
+                   "shipped guide, stopping at 0.99, scored at 0.99 in evaluation_099/")  # fmt: skip
     p.add_argument("--out", default="outputs/rarity")
     p.add_argument("--plot", nargs="+", metavar=("PNG", "BIN_DIR"), default=None,
                    help="only plot: calls per accepted valid image against the base rate of the\n"
@@ -114,13 +120,23 @@ def sweep(a: argparse.Namespace, out: Path) -> None:
     }
     if a.rs_draws != 25:
         runs[f"rejection_sampling_{a.rs_draws}"] = rejection(a.rs_draws)
-    for name, (method, over) in runs.items():
+    strict = {}
+    if a.verified:
+        shipped = guide | {"init_args": guide["init_args"] | GUIDE_CLASSIFIER}
+        verified = {"class_path": "doodl_pl.losses.Verified",
+                    "init_args": {"loss": eot, "verifier": shipped}}  # fmt: skip
+        strict["doodl_verified"] = ("doodl", doodl | {"loss": [verified],
+                                                      "accept": {"class_prob": 0.99}})  # fmt: skip
+    for name, (method, over) in (runs | strict).items():
         run_dir = out / name
         cfg = method_config("vocabulary", method, items, run_dir, batch_size=8, overrides=over)
         fit_run(cfg, run_dir)
-    doodl_main(["evaluate", *(str(out / n) for n in runs), "--names", *runs, "--items",
-                str(items), "--accept", "guide_class_prob=0.9", "--judge", "validity",
-                "--fid-reference", str(out / "fid_reference"), "--out", str(out / "evaluation")])  # fmt: skip
+    # Each column is scored at the threshold it stops at.
+    for names, least, folder in ((runs, 0.9, "evaluation"), (strict, 0.99, "evaluation_099")):
+        if names:
+            doodl_main(["evaluate", *(str(out / n) for n in names), "--names", *names, "--items",
+                        str(items), "--accept", f"guide_class_prob={least}", "--judge", "validity",
+                        "--fid-reference", str(out / "fid_reference"), "--out", str(out / folder)])  # fmt: skip
 
 
 if __name__ == "__main__":
