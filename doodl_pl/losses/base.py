@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ImageLoss", "LossContext"]
+__all__ = ["ImageLoss", "LossContext", "check_image_loss"]
 
 
 @dataclass
@@ -56,3 +56,10 @@ class ImageLoss(nn.Module):
     def guide_score(self, images: Tensor, ctx: LossContext) -> Tensor | None:
         """The guide's own readable score per item (higher is better), or ``None``."""
         return None
+
+
+def check_image_loss(name: str, value: object) -> None:
+    """Raise ``TypeError`` naming the argument ``name`` unless ``value`` is an :class:`ImageLoss`
+    (the losses that wrap others: ``EOT``, ``GuideEnsemble``, ``Verified``)."""
+    if not isinstance(value, ImageLoss):
+        raise TypeError(f"`{name}` must be an ImageLoss, got {type(value).__name__}")

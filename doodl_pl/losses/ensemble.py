@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .base import ImageLoss, LossContext
+from .base import ImageLoss, LossContext, check_image_loss
 
 __all__ = ["GuideEnsemble"]
 
@@ -39,8 +39,7 @@ class GuideEnsemble(ImageLoss):
         if len(losses) < 2:
             raise ValueError(f"`losses` must hold at least two guides, got {len(losses)}")
         for i, loss in enumerate(losses):
-            if not isinstance(loss, ImageLoss):
-                raise TypeError(f"`losses[{i}]` must be an ImageLoss, got {type(loss).__name__}")
+            check_image_loss(f"losses[{i}]", loss)
         if reduction not in ("mean", "max"):
             raise ValueError(f"`reduction` must be 'mean' or 'max', got {reduction!r}")
         self.members = nn.ModuleList(losses)

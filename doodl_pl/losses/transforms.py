@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .base import ImageLoss, LossContext
+from .base import ImageLoss, LossContext, check_image_loss
 
 __all__ = ["EOT", "RandomViews"]
 
@@ -119,8 +119,7 @@ class EOT(ImageLoss):
         weight: float = 1.0,
     ) -> None:
         super().__init__(weight)
-        if not isinstance(loss, ImageLoss):
-            raise TypeError(f"`loss` must be an ImageLoss, got {type(loss).__name__}")
+        check_image_loss("loss", loss)
         self.loss = loss
         self.views = RandomViews(copies, shift, blur, noise, color)
 

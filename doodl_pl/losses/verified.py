@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import ImageLoss, LossContext
+from .base import ImageLoss, LossContext, check_image_loss
 
 __all__ = ["Verified"]
 
@@ -32,9 +32,8 @@ class Verified(ImageLoss):
 
     def __init__(self, loss: ImageLoss, verifier: ImageLoss, weight: float = 1.0) -> None:
         super().__init__(weight)
-        for name, value in (("loss", loss), ("verifier", verifier)):
-            if not isinstance(value, ImageLoss):
-                raise TypeError(f"`{name}` must be an ImageLoss, got {type(value).__name__}")
+        check_image_loss("loss", loss)
+        check_image_loss("verifier", verifier)
         if loss.score_name is None or loss.score_name != verifier.score_name:
             raise ValueError(
                 "`loss` and `verifier` must have one readable score kind, got "
