@@ -128,11 +128,14 @@ def test_verified_steers_with_the_guide_and_scores_by_the_lesser(tiny_assets):
     kw = dict(model_name="resnet10t", checkpoint_path=tiny_assets["classifier"], num_classes=5)
     guide, verifier = ClassifierLoss(input_size=32, **kw), ClassifierLoss(input_size=16, **kw)
     guide.weight = 2.0
+    verifier.requires_grad_(True)  # ClassifierLoss freezes itself; Verified must not rely on it
     loss = Verified(guide, verifier)
     assert loss.score_name == "class_prob"
     sg, sv = guide.guide_score(images, ctx), verifier.guide_score(images, ctx)
     assert not torch.allclose(sg, sv)
     assert torch.equal(loss.guide_score(images, ctx), torch.minimum(sg, sv))
+    # Either order gives the lesser score (a wrapper that reads only `loss` would differ).
+    assert torch.equal(Verified(verifier, guide).guide_score(images, ctx), torch.minimum(sg, sv))
     # The gradient is the guide's alone (weighted), the verifier's weights get none.
     (got,) = torch.autograd.grad(loss(images, ctx).sum(), images)
     (want,) = torch.autograd.grad(2.0 * guide(images, ctx).sum(), images)
