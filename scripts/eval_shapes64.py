@@ -116,6 +116,8 @@ def part_clip(out: dict, a: argparse.Namespace) -> None:
     print(f"CLIP zero-shot on {len(records)} {a.clip_split}_one renders{_after(a)}:")
     print(f"CLIP zero-shot shape top-1 ({quality.N_WORDS} words): {zs['shape']} (target ≥ 0.80)")
     print(f"CLIP zero-shot color top-1 (6 colors): {zs['color']} (target ≥ 0.90)")
+    out["clip_zero_shot_position_top1"] = zs["position"].value
+    print(f"CLIP zero-shot position top-1 (9 phrases; chance 0.11): {zs['position']}")
 
 
 def _after(a: argparse.Namespace) -> str:

@@ -253,6 +253,35 @@ def test_edit_checks(tmp_path):
     assert bad["content_kept"]["value"] == 0.0 and bad["edit_success"]["value"] == 0.0
 
 
+@needs_assets
+def test_personalization_alone_asks_for_the_entity_in_a_new_cell(tmp_path):
+    """Each item's prompt names the entity's colour, its shape word and a cell other than the
+    reference's; the entity rendered in that cell passes every check, the same entity left where
+    the reference has it fails only ``position``."""
+    from doodl_pl.evaluation.validity import Validity
+    from doodl_pl.shapes64 import Obj, Scene
+    from doodl_pl.shapes64.checks import Shapes64Checks
+    from doodl_pl.shapes64.world import GRID_POS, SHAPE_WORD, position_phrase
+
+    items = build_items("personalization_alone", 6, "tune", tmp_path / "items").read_text()
+    items = [json.loads(x) for x in items.splitlines()]
+    checks = Shapes64Checks(Validity(**GUIDE))
+    cells = {p: (row, col) for row, ps in enumerate(GRID_POS) for col, p in enumerate(ps)}
+    for it in items:
+        (e,), where = it["truth"]["objects"], it["truth"]["position"]
+        assert it["prompt"].endswith(" " + where) and SHAPE_WORD[e["shape"]] in it["prompt"]
+        assert e["color"] in it["prompt"] and e["outline"] is not None
+        row, col = cells[where]
+        there = Obj(e["shape"], e["color"], e["outline"], 11.0, 64 * (2 * col + 1) / 6,
+                    64 * (2 * row + 1) / 6)  # fmt: skip
+        out = checks.check(render(Scene("white", [there])), it["truth"], None)
+        assert out["position"] == 1.0 and out["entity"] == 1.0 and out["full_match"] == 1.0, it
+        ref_img = np.asarray(Image.open(it["reference_images"][0]).convert("RGB"))
+        out = checks.check(ref_img, it["truth"], None)
+        assert out["entity"] == 1.0 and out["position"] == 0.0 and out["full_match"] == 0.0, it
+        assert position_phrase(there.cx, there.cy) == where
+
+
 def test_fill_readings_count_the_entity_fill_and_the_other_colour_worn_twice(tmp_path):
     """Three personalization items drawn by hand: the entity in its own fill; both objects in
     the other object's colour; the entity in a third colour."""
@@ -305,6 +334,8 @@ def test_hacking_rate_against_a_hand_counted_case(tmp_path):
     }
     with pytest.raises(ValueError, match="expected GUIDE_SCORE=MIN"):
         parse_accept(["guide_class_prob:0.9"])
+    assert parse_accept(["own", "guide_class_prob=0.9"]) == {"guide_class_prob": 0.9}
+    assert parse_accept(["own"]) is None
     with pytest.raises(ValueError, match="`--judge` 'relation'"):
         Evaluator(EvalConfig(classifier=GUIDE, accept=cfg.accept, judge="relation")).evaluate(
             load_run(run)
@@ -313,6 +344,18 @@ def test_hacking_rate_against_a_hand_counted_case(tmp_path):
         Evaluator(EvalConfig(classifier=GUIDE, accept={"guide_clip_score": 30})).evaluate(
             load_run(run)
         )
+    # A run that stopped at 0.99 recorded its own verdicts: with accept_own it is judged by them
+    # (the 0.99 images: items 6 and 8, 8 failed, so 1 accepted, rejected), not at 0.9.
+    own = {k: {**v, "accepted": v["guide_class_prob"] >= 0.99} for k, v in fields.items()}
+    run99 = fake_run(tmp_path / "run99", items, imgs, {items[8]["id"]: "failed"}, own)
+    cfg_own = EvalConfig(classifier=GUIDE, accept=cfg.accept, judge="validity", accept_own=True)
+    m = Evaluator(cfg_own).evaluate(load_run(run99))["metrics"]
+    assert (m["accepted"]["value"], m["hacking"]["value"], m["hacking"]["n"]) == (
+        pytest.approx(1 / 9), 1.0, 1)  # fmt: skip
+    m = Evaluator(cfg).evaluate(load_run(run99))["metrics"]  # without it: the 0.9 rule
+    assert m["hacking"]["value"] == pytest.approx(1 / 6)
+    m = Evaluator(cfg_own).evaluate(load_run(run))["metrics"]  # no recorded verdicts: the rule
+    assert m["hacking"]["value"] == pytest.approx(1 / 6)
 
 
 @needs_assets

@@ -192,6 +192,37 @@ def test_clip_image_loss_can_keep_an_edit_near_its_photo(tiny_assets, tmp_path):
         CLIPImageLoss(spec, item_field="photo")
 
 
+def test_clip_image_loss_reference_views_are_keyed_by_the_item_seed(tiny_assets):
+    """``reference_views``: the target is the mean embedding of the reference and k shifted
+    copies of it (computed here by hand from the same seeded draws); the same seed gives the
+    same target, another seed another; 0 views is the reference alone."""
+    from doodl_pl.data import load_image
+    from doodl_pl.losses.transforms import RandomViews
+    from doodl_pl.utils.seeding import STREAM_REFERENCE, item_generator
+
+    spec, ref_path = [clip_spec(tiny_assets)], tiny_assets["image"]
+    plain = CLIPImageLoss(spec, reference_images=[ref_path], n_cuts=0)
+    views = CLIPImageLoss(spec, reference_images=[ref_path], n_cuts=0, reference_views=3)
+    model = views.models[0]
+    ref = load_image(ref_path, model.image_size)
+    by_hand = RandomViews(3, 0.35, blur=0.0, noise=0.0)(ref, item_generator(7, STREAM_REFERENCE))
+    with torch.no_grad():
+        want = torch.nn.functional.normalize(
+            model.encode_image(torch.cat([ref[None], by_hand])).mean(0), dim=-1
+        )
+    ctx = LossContext({"seed": [7, 7, 8]})
+    got = views.targets(model, ctx, 3)
+    torch.testing.assert_close(got[0], want)
+    torch.testing.assert_close(got[1], got[0])
+    assert not torch.allclose(got[2], got[0])
+    assert not torch.allclose(plain.targets(plain.models[0], ctx, 1)[0], got[0])
+    assert float(plain(ref[None], ctx)[0]) < 1e-6
+    with pytest.raises(ValueError, match="reference_views"):
+        CLIPImageLoss(spec, reference_views=-1)
+    with pytest.raises(ValueError, match="reference_shift"):
+        CLIPImageLoss(spec, reference_views=2, reference_shift=0.5)
+
+
 def test_classifier_loss_ce_and_bce(tiny_assets):
     kw = dict(
         model_name="resnet10t",

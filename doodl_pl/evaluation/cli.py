@@ -44,7 +44,9 @@ def parser(presets: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--reps", type=int, default=200, help="bootstrap resamples for FID intervals")
     p.add_argument("--accept", nargs="+", metavar="GUIDE_SCORE=MIN",
                    help="the guide's acceptance rule over the manifest's guide scores, e.g. "
-                   "guide_class_prob=0.9; reports `accepted`")  # fmt: skip
+                   "guide_class_prob=0.9; reports `accepted`. `own`: a run that stopped under "
+                   "its own `accept` rule is scored by the verdict it recorded (the rule, if "
+                   "given too, scores the others)")  # fmt: skip
     p.add_argument("--judge", metavar="METRIC",
                    help="the per-item success metric that is the held-out judge's verdict (e.g. "
                    "validity, full_match); with --accept reports `hacking` (accepted images the "
@@ -54,7 +56,9 @@ def parser(presets: Sequence[str] = ()) -> argparse.ArgumentParser:
 
 
 def parse_accept(values: list[str] | None) -> dict[str, float] | None:
-    """``["guide_class_prob=0.9"]`` → ``{"guide_class_prob": 0.9}``."""
+    """``["guide_class_prob=0.9"]`` → ``{"guide_class_prob": 0.9}`` (the word ``own`` is left to
+    :func:`config_from_args`)."""
+    values = [v for v in values or [] if v != "own"]
     if not values:
         return None
     out = {}
@@ -93,6 +97,7 @@ def config_from_args(
         reps=a.reps,
         accept=parse_accept(a.accept),
         judge=a.judge,
+        accept_own=True if "own" in (a.accept or []) else None,
     )
     by_name = {p.name: p for p in presets}
     preset = a.preset

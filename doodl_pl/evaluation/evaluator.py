@@ -75,6 +75,9 @@ class EvalConfig:
         judge: the per-item success metric that is the held-out judge's verdict (e.g.
             ``validity``, ``full_match``). With ``accept`` it gives ``hacking``: the share of
             accepted images the judge rejects.
+        accept_own: a run that stopped under its own ``accept`` rule is scored by the verdict
+            its manifest recorded (``accepted``), so each column is judged at the rule it ran
+            with; ``accept`` then scores only the runs without one.
     """
 
     clip: ClipSpec | None = None
@@ -87,6 +90,7 @@ class EvalConfig:
     reps: int = 200
     accept: dict[str, float] | None = None
     judge: str | None = None
+    accept_own: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,15 +176,21 @@ class Evaluator:
         ``accepted_valid`` (accepted and valid: what a data set keeps) and ``hacking`` (1 when
         an accepted image is rejected, 0 when it is valid, NaN when not accepted)."""
         rule = self.cfg.accept
-        if not rule or not run.rows:
+        own = self.cfg.accept_own and any("accepted" in r for r in run.rows)
+        if not (rule or own) or not run.rows:
             return {}
-        missing = [k for k in rule if all(r.get(k) is None for r in run.rows)]
-        if missing:
-            raise ValueError(
-                f"`--accept` names {missing[0]!r}, which no manifest line of {run.root} has; "
-                f"its guide scores are {sorted({k for r in run.rows for k in r if k.startswith('guide_')})}"
-            )
-        accepted = [float(all(number(r.get(k)) >= v for k, v in rule.items())) for r in run.rows]
+        if own:
+            accepted = [float(bool(r.get("accepted"))) for r in run.rows]
+        else:
+            missing = [k for k in rule if all(r.get(k) is None for r in run.rows)]
+            if missing:
+                raise ValueError(
+                    f"`--accept` names {missing[0]!r}, which no manifest line of {run.root} has; "
+                    f"its guide scores are {sorted({k for r in run.rows for k in r if k.startswith('guide_')})}"
+                )
+            accepted = [
+                float(all(number(r.get(k)) >= v for k, v in rule.items())) for r in run.rows
+            ]
         out = {"accepted": accepted}
         judge = self.cfg.judge
         if judge is None:

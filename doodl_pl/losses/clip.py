@@ -9,9 +9,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.images import load_image
+from ..utils.seeding import STREAM_REFERENCE, item_generator
 from .base import ImageLoss, LossContext
 from .clip_models import ClipModel, ClipSpec, spherical_distance
 from .crops import multi_crop, resize_to
+from .transforms import RandomViews
 
 __all__ = ["CLIPImageLoss", "CLIPTextLoss"]
 
@@ -122,6 +124,10 @@ class CLIPImageLoss(_ClipEnsembleLoss):
         item_field: the item field that holds the references when ``reference_images`` is
             ``None``: ``reference_images`` (a list; personalization) or ``image`` (the photo an
             edit starts from, so the term keeps the edit close to it).
+        reference_views: k copies of each reference, each shifted by up to
+            ``reference_shift``·side (edges repeat), join it in the mean embedding, so the target
+            says what the entity is more than where it stands; drawn from the item's ``seed``.
+            0: the references alone.
     """
 
     def __init__(
@@ -134,22 +140,39 @@ class CLIPImageLoss(_ClipEnsembleLoss):
         weight: float = 1.0,
         min_cut: float | None = None,
         item_field: Literal["reference_images", "image"] = "reference_images",
+        reference_views: int = 0,
+        reference_shift: float = 0.35,
     ) -> None:
         super().__init__(models, n_cuts, cut_power, reduction, weight, min_cut)
         if item_field not in ("reference_images", "image"):
             raise ValueError(
                 f"item_field must be 'reference_images' or 'image', got {item_field!r}"
             )
+        if reference_views < 0:
+            raise ValueError(f"`reference_views` must be >= 0, got {reference_views}")
+        if not 0 <= reference_shift < 0.5:
+            raise ValueError(f"`reference_shift` must be in [0, 0.5), got {reference_shift}")
         self.reference_images, self.item_field = reference_images, item_field
-        self._cache: dict[tuple[int, tuple[str, ...]], Tensor] = {}
+        self.views = (
+            RandomViews(reference_views, reference_shift, blur=0.0, noise=0.0)
+            if reference_views
+            else None
+        )
+        self._cache: dict[tuple[int, tuple[str, ...], int | None], Tensor] = {}
 
     @torch.no_grad()
-    def _reference(self, model: ClipModel, index: int, paths: tuple[str, ...]) -> Tensor:
-        key = (index, paths)
+    def _reference(
+        self, model: ClipModel, index: int, paths: tuple[str, ...], seed: int | None
+    ) -> Tensor:
+        key = (index, paths, seed if self.views else None)
         if key not in self._cache:
             refs = torch.stack(
                 [load_image(p, model.image_size, where="reference_images") for p in paths]
-            ).to(model.mean.device)
+            )
+            if self.views:
+                g = item_generator(int(seed or 0), STREAM_REFERENCE)
+                refs = torch.cat([refs, *(self.views(r, g) for r in refs)])
+            refs = refs.to(model.mean.device)
             self._cache[key] = F.normalize(model.encode_image(refs).mean(0), dim=-1)
         return self._cache[key]
 
@@ -167,5 +190,5 @@ class CLIPImageLoss(_ClipEnsembleLoss):
                     "CLIPImageLoss needs reference images: set `reference_images` "
                     f"or give each item its `{self.item_field}`"
                 )
-            out.append(self._reference(model, index, tuple(paths)))
+            out.append(self._reference(model, index, tuple(paths), ctx.field("seed", i)))
         return torch.stack(out)

@@ -22,7 +22,7 @@ from ..data.items import write_items
 from ..sampling.samplers import make_sampler
 from .dataset import SPLITS
 from .render import render
-from .world import COLORS, SHAPES, Obj, Scene, article, sample_scene
+from .world import COLORS, SHAPES, Obj, Scene, article, position_phrase, sample_scene
 
 __all__ = [
     "APPS",
@@ -44,12 +44,14 @@ __all__ = [
     "split_top",
 ]
 
-APPS = ("text", "vocabulary", "personalization", "aesthetic")
+# Appended, never reordered: an application's item seeds follow its place here.
+APPS = ("text", "vocabulary", "personalization", "aesthetic", "personalization_alone")
 METHODS = ("vanilla", "one_step", "best_of_n", "doodl")
 HIDDEN = ("pentagon", "hexagon", "octagon")
 #: Per application, the guide's acceptance rule (``EvalConfig.accept``) and the judge's verdict
 #: it is checked against (``EvalConfig.judge``): the hacking rate is the share of accepted
-#: images the judge rejects.
+#: images the judge rejects. A column that stopped under its own ``accept`` rule is judged at
+#: that rule instead (``EvalConfig.accept_own``).
 GUIDE_ACCEPTS: dict[str, tuple[dict[str, float], str]] = {
     "vocabulary": ({"guide_class_prob": 0.9}, "validity"),
 }
@@ -140,15 +142,22 @@ def fid_references(shapes: Sequence[str], start: int, out: Path) -> Path:
     return out
 
 
+def _references(start: int, n: int) -> list[Scene]:
+    """``n`` one-object scenes from seed ``start`` on whose object has an outline (the entity
+    only an image can describe)."""
+    refs, seed = [], start
+    while len(refs) < n:
+        ref = sample_scene(seed, n_objects=1)
+        seed += 1
+        if ref.objects[0].outline is not None:
+            refs.append(ref)
+    return refs
+
+
 def _personalization(n: int, split: str, out: Path) -> list[dict]:
     start = _seeds(split, "one", "personalization")
-    items, seed = [], start
-    for i in range(n):
-        while True:  # a reference whose object has an outline, as the application asks
-            ref = sample_scene(seed, n_objects=1)
-            seed += 1
-            if ref.objects[0].outline is not None:
-                break
+    items = []
+    for i, ref in enumerate(_references(start, n)):
         o = ref.objects[0]
         pair = sample_scene(start + 20_000 + i, n_objects=2)
         second = pair.objects[1]
@@ -172,6 +181,38 @@ def _personalization(n: int, split: str, out: Path) -> list[dict]:
                         {"color": second.color, "word": second.word},
                     ],
                     "relation": pair.relation,
+                    "entity": 0,
+                },
+            }
+        )
+    return items
+
+
+def _personalization_alone(n: int, split: str, out: Path) -> list[dict]:
+    """The reference entity alone in a new scene: the prompt names its colour, its shape word and
+    a grid cell other than the reference's (the world's one-object caption); the judge asks for
+    the entity whole (fill, exact shape, outline) in that cell."""
+    start = _seeds(split, "one", "personalization_alone")
+    items = []
+    for i, ref in enumerate(_references(start, n)):
+        o = ref.objects[0]
+        seed = start + 20_000 + i * 100
+        while True:  # a new position: the centre of another scene, in another cell
+            place = sample_scene(seed, n_objects=1).objects[0]
+            seed += 1
+            where = position_phrase(place.cx, place.cy)
+            if where != position_phrase(o.cx, o.cy):
+                break
+        path = _save(render(ref), out / "references" / f"alone_{i:03d}.png")
+        items.append(
+            {
+                "id": f"alone_{i:03d}",
+                "prompt": f"{_phrase(o.color, o.word)} {where}",
+                "seed": start + i,
+                "reference_images": [path],
+                "truth": {
+                    "objects": [{"color": o.color, "shape": o.shape, "outline": o.outline}],
+                    "position": where,
                     "entity": 0,
                 },
             }
@@ -213,6 +254,7 @@ ITEM_BUILDERS = {
     "vocabulary": _vocabulary,
     "personalization": _personalization,
     "aesthetic": _aesthetic,
+    "personalization_alone": _personalization_alone,
 }
 
 

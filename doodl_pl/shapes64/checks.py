@@ -9,7 +9,8 @@ Only the keys present are checked: ``shape`` is the exact class, ``word`` the ca
 ("polygon" accepts any of the three hidden classes). With ``"edit": true`` the item is an edit of
 its ``image`` and the checks ask whether the content was kept while the measured aesthetic rose.
 ``"entity": k`` (personalization) adds ``entity``: object k drawn whole (fill, exact shape,
-outline), whatever the rest of the scene.
+outline), whatever the rest of the scene. ``"position"`` (one object) is the caption's grid
+cell, read from the object's centroid.
 Shapes are read by the evaluation classifier on each object isolated on its background; colors,
 outlines, sizes and positions by :mod:`doodl_pl.shapes64.analysis`.
 """
@@ -27,7 +28,7 @@ from ..evaluation.run import RunOutputs
 from ..evaluation.validity import Validity
 from .analysis import Found, find_objects, isolate, relation_of
 from .render import shape_area
-from .world import SHAPE_WORD, SHAPES, Obj, aesthetic_score
+from .world import SHAPE_WORD, SHAPES, Obj, aesthetic_score, position_phrase
 
 __all__ = ["Shapes64Checks", "measured_aesthetic"]
 
@@ -86,6 +87,11 @@ class Shapes64Checks:
             a, b = matched
             out["relation"] = float(
                 a is not None and b is not None and relation_of(a, b) == truth["relation"]
+            )
+        if truth.get("position") and len(want) == 1:
+            m = matched[0]
+            out["position"] = float(
+                m is not None and position_phrase(m.cx, m.cy) == truth["position"]
             )
         out["full_match"] = float(all(v == 1.0 for v in out.values()))
         if truth.get("entity") is not None:

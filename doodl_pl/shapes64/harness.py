@@ -215,7 +215,9 @@ def main(argv: list[str] | None = None) -> None:
     summary = [
         f"# Shapes-64 benchmark\n\n`{command}` ({a.n} items per application, {a.split} split)\n"
     ]
-    evaluator = Evaluator(eval_config(reps=a.reps))
+    # A column that stopped under its own `accept` rule is judged at that rule; the others at
+    # the application's (GUIDE_ACCEPTS).
+    evaluator = Evaluator(eval_config(reps=a.reps, accept_own=True))
     for app in a.apps:
         app_sets = {k: dict(v) for k, v in sets.items()}
         evaluator.cfg.accept, evaluator.cfg.judge = GUIDE_ACCEPTS.get(app, (None, None))

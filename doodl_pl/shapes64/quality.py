@@ -23,7 +23,7 @@ from .dataset import scene_from_record
 from .guides import validity
 from .negatives import KINDS, OPPOSITE, describe, hard_negatives, places_exchanged, relation_matters
 from .render import render
-from .world import COLORS, SHAPE_WORD, SHAPES, article
+from .world import COLORS, GRID_POS, SHAPE_WORD, SHAPES, article, position_phrase
 
 __all__ = [
     "T2iOneObject",
@@ -101,19 +101,28 @@ def classifier_accuracy(classifier: Validity, images: np.ndarray, shapes: list[s
 
 @torch.no_grad()
 def clip_zero_shot(clip: ClipModel, images: np.ndarray, records: list[dict]) -> dict[str, Estimate]:
-    """Zero-shot top-1 over the shape words (color fixed) and over the colors (word fixed)."""
+    """Zero-shot top-1 over the shape words (color fixed), over the colors (word fixed) and over
+    the nine position phrases (color and word fixed)."""
     emb = torch.cat(
         [clip.encode_image(to_tensor(images[i : i + 256])) for i in range(0, len(images), 256)]
     )
     words = sorted(set(SHAPE_WORD.values()))
-    shape_ok, color_ok = [], []
+    places = [p for row in GRID_POS for p in row]
+    shape_ok, color_ok, place_ok = [], [], []
     for e, rec in zip(emb, records, strict=True):
         o = rec["objects"][0]
         by_word = clip.encode_text([f"{article(o['color'])} {o['color']} {w}" for w in words])
         by_color = clip.encode_text([f"{article(c)} {c} {o['word']}" for c in COLORS])
+        name = f"{article(o['color'])} {o['color']} {o['word']}"
+        by_place = clip.encode_text([f"{name} {p}" for p in places])
         shape_ok.append(words[int((by_word @ e).argmax())] == o["word"])
         color_ok.append(list(COLORS)[int((by_color @ e).argmax())] == o["color"])
-    return {"shape": proportion(shape_ok), "color": proportion(color_ok)}
+        place_ok.append(places[int((by_place @ e).argmax())] == position_phrase(o["cx"], o["cy"]))
+    return {
+        "shape": proportion(shape_ok),
+        "color": proportion(color_ok),
+        "position": proportion(place_ok),
+    }
 
 
 @torch.no_grad()

@@ -22,6 +22,7 @@ HEADLINE: dict[str, list[str]] = {
     "vocabulary": ["validity", "shape", "color", "fid"],
     "personalization": ["full_match", "entity", "shape", "outline", "relation", "clip_i"],
     "aesthetic": ["edit_success", "improved", "content_kept", "aesthetic_gain", "aesthetic"],
+    "personalization_alone": ["full_match", "entity", "shape", "outline", "position", "clip_i"],
 }
 
 Grid = dict[str, dict[str, list[Any]]]

@@ -10,6 +10,7 @@ __all__ = [
     "STREAM_ENCODE",
     "STREAM_PERTURB",
     "STREAM_PROBE",
+    "STREAM_REFERENCE",
     "STREAM_SCORE",
     "item_generator",
     "mix_seed",
@@ -22,6 +23,7 @@ _MASK = (1 << 64) - 1
 # that every method scores its images with, so their losses compare like with like.
 STREAM_CROPS, STREAM_PERTURB, STREAM_ENCODE, STREAM_CANDIDATE, STREAM_SCORE = 1, 2, 3, 4, 5
 STREAM_PROBE = 0x7072  # the line probe's random directions (evaluation.landscape)
+STREAM_REFERENCE = 6  # views of an item's reference images (CLIPImageLoss.reference_views)
 
 
 def mix_seed(*parts: int) -> int:
