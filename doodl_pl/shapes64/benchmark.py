@@ -54,6 +54,8 @@ HIDDEN = ("pentagon", "hexagon", "octagon")
 #: that rule instead (``EvalConfig.accept_own``).
 GUIDE_ACCEPTS: dict[str, tuple[dict[str, float], str]] = {
     "vocabulary": ({"guide_class_prob": 0.9}, "validity"),
+    # Every photo starts below 4 on the head: an edit it scores ≥ 5 is one it calls a success.
+    "aesthetic": ({"guide_aesthetic": 5.0}, "edit_success"),
 }
 OFFSET = 600_000
 #: The benchmark's base configs (the protocol, frozen; in an editable install). The demo configs
