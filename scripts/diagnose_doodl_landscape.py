@@ -23,8 +23,8 @@ from doodl_pl.diagnostics.landscape import DIRECTIONS, line_probe
 from doodl_pl.losses import CLIPTextLoss
 from doodl_pl.modules import DoodlModule
 from doodl_pl.shapes64.assets import CLIP, SD
-from doodl_pl.shapes64.benchmark import build_items
 from doodl_pl.shapes64.guides import GUIDES, judge_loss, vocabulary_guide
+from doodl_pl.shapes64.items import build_items
 
 
 def parse_sampler(text: str) -> tuple[str, float]:

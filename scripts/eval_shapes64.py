@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from doodl_pl.backbones import StableDiffusion
+from doodl_pl.backbones import DecoderInversion, StableDiffusion
 from doodl_pl.evaluation.validity import Validity
 from doodl_pl.losses import AestheticLoss, ClipModel, ClipSpec
 from doodl_pl.shapes64 import quality
@@ -33,8 +33,8 @@ from doodl_pl.shapes64.assets import (
     SD,
     available,
 )
-from doodl_pl.shapes64.benchmark import build_items
 from doodl_pl.shapes64.dataset import load_split
+from doodl_pl.shapes64.items import build_items
 
 EVAL_SEEDS = 7_000_000  # first one-object seed of the reported t2i figures
 NEEDS = {
@@ -51,9 +51,11 @@ NEEDS = {
 
 def part_vae(out: dict, a: argparse.Namespace) -> None:
     images = np.concatenate([load_split("eval_one", a.n)[0], load_split("eval_two", a.n)[0]])
-    values = quality.vae_psnr(StableDiffusion(a.sd), images)
+    refine = DecoderInversion(a.refine_steps, a.refine_lr) if a.refine_steps else None
+    values = quality.vae_psnr(StableDiffusion(a.sd), images, refine=refine)
     out.update(vae_psnr_db=float(np.mean(values)), vae_psnr_db_std=float(np.std(values)))
-    print(f"VAE reconstruction PSNR: {np.mean(values):.2f} dB (± {np.std(values):.2f} sd, "
+    how = f", latents refined by {refine}" if refine else ""
+    print(f"VAE reconstruction PSNR{how}: {np.mean(values):.2f} dB (± {np.std(values):.2f} sd, "
           f"{len(values)} held-out renders; target ≥ 28)")  # fmt: skip
 
 
@@ -62,11 +64,13 @@ def part_vae_content(out: dict, a: argparse.Namespace) -> None:
         path = build_items("aesthetic", a.n, a.items_split, tmp)
         items = [json.loads(line) for line in path.read_text().splitlines()]
         judge = quality.judge()
-        kept = quality.vae_content_kept(StableDiffusion(a.sd), judge, items)
+        refine = DecoderInversion(a.refine_steps, a.refine_lr) if a.refine_steps else None
+        kept = quality.vae_content_kept(StableDiffusion(a.sd), judge, items, refine)
         ceiling = quality.vae_content_kept(None, judge, items)
     out.update({f"vae_roundtrip_{k}": e.value for k, e in kept.items()})
     out.update({f"renders_{k}": e.value for k, e in ceiling.items()})
-    print(f"VAE round trip alone, {a.n} aesthetic-edit photos ({a.items_split} split): "
+    how = f", latents refined by {refine}" if refine else ""
+    print(f"VAE round trip alone{how}, {a.n} aesthetic-edit photos ({a.items_split} split): "
           + ", ".join(f"{k} {e}" for k, e in kept.items()))  # fmt: skip
     print("  the same checks on the renders themselves (the judge's ceiling): "
           + ", ".join(f"{k} {e}" for k, e in ceiling.items()))  # fmt: skip
@@ -226,6 +230,9 @@ def main() -> None:
     )
     p.add_argument("--items-split", default="tune", choices=["tune", "eval"],
                    help="benchmark split of the photos for --parts vae_content")  # fmt: skip
+    p.add_argument("--refine-steps", type=int, default=0,
+                   help="--parts vae, vae_content: refine each latent by this many decoder-inversion steps")  # fmt: skip
+    p.add_argument("--refine-lr", type=float, default=0.05, help="their Adam step size")
     p.add_argument("--clip", nargs=2, metavar=("CONFIG_JSON", "WEIGHTS"),
                    help="the CLIP for --parts clip, clip_swaps, entity (default: shipped)")  # fmt: skip
     p.add_argument("--clip-base", default=None, metavar="WEIGHTS",

@@ -21,9 +21,10 @@ from doodl_pl.evaluation import load_run
 from doodl_pl.shapes64 import quality
 from doodl_pl.shapes64.agreement import agreement, draw_pool, hidden_targets, markdown_rows
 from doodl_pl.shapes64.assets import SD
-from doodl_pl.shapes64.benchmark import HIDDEN, build_items, fit_run, method_config
+from doodl_pl.shapes64.benchmark import fit_run, method_config
 from doodl_pl.shapes64.dataset import load_split
 from doodl_pl.shapes64.guides import vocabulary_guide
+from doodl_pl.shapes64.items import HIDDEN, build_items
 from doodl_pl.shapes64.world import SHAPES
 
 

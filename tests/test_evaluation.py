@@ -21,8 +21,9 @@ from doodl_pl.evaluation.fid import frechet_distance
 from doodl_pl.main import main
 from doodl_pl.shapes64 import SHAPES, aesthetic_score, render, sample_scene
 from doodl_pl.shapes64.assets import available
-from doodl_pl.shapes64.benchmark import build_items, method_config
+from doodl_pl.shapes64.benchmark import method_config
 from doodl_pl.shapes64.checks import Shapes64Checks
+from doodl_pl.shapes64.items import build_items
 
 GUIDE = {
     "model_name": "resnet10t",
@@ -437,7 +438,8 @@ def test_evaluate_names_the_missing_manifest(tmp_path):
 
 
 def test_method_configs_parse_for_every_app_and_method(tmp_path, capsys):
-    from doodl_pl.shapes64.benchmark import APPS, METHODS
+    from doodl_pl.shapes64.benchmark import METHODS
+    from doodl_pl.shapes64.items import APPS
 
     (tmp_path / "items.jsonl").write_text('{"id": "a", "prompt": "a red circle"}\n')
     for app in APPS:

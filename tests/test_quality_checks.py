@@ -120,8 +120,8 @@ def test_vae_content_kept_is_all_for_a_lossless_vae_and_none_for_a_blank_one(tmp
 
     from doodl_pl.evaluation.validity import Validity
     from doodl_pl.shapes64.assets import EVAL_CLASSIFIER
-    from doodl_pl.shapes64.benchmark import build_items
     from doodl_pl.shapes64.checks import Shapes64Checks
+    from doodl_pl.shapes64.items import build_items
     from doodl_pl.shapes64.quality import vae_content_kept
 
     path = build_items("aesthetic", 6, "tune", tmp_path)

@@ -75,7 +75,8 @@ def test_grid_values_may_be_yaml_with_commas_of_their_own():
 
 def test_fit_run_writes_the_config_runs_it_and_refuses_other_settings(tmp_path):
     from doodl_pl.shapes64.assets import available
-    from doodl_pl.shapes64.benchmark import build_items, fit_run, method_config
+    from doodl_pl.shapes64.benchmark import fit_run, method_config
+    from doodl_pl.shapes64.items import build_items
 
     if not available()["sd"]:
         pytest.skip("Shapes-64 weights not shipped")

@@ -11,6 +11,7 @@ import torch
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from torch import Tensor
 
+from ..backbones.decoder_inversion import DecoderInversion
 from ..backbones.stable_diffusion import StableDiffusion
 from ..callbacks import ItemProgressBar, RunMetrics
 from ..data.datamodule import DoodlDataModule
@@ -53,6 +54,9 @@ class GenerationModule(CandidateSearch, Inversion, Scoring, Records, pl.Lightnin
         inversion_prompt: prompt for inverting real images; ``None`` uses the item prompt.
         inversion_guidance_scale: CFG scale during inversion.
         encode_sample: encode real images with a posterior sample (seeded) instead of the mean.
+        encode_refine: refine each photo's latent so that the decoder gives the photo back
+            (:class:`~doodl_pl.backbones.DecoderInversion`, e.g. ``{steps: 30, lr: 0.05}``);
+            ``None`` starts an edit from the encoder's latent as it is.
         output_dir: where ``images/`` and ``manifest.jsonl`` go.
         retry_failed: rerun items whose manifest status is ``failed``.
         accept: when an image is good enough, per item: ``{score name: least value}`` over the
@@ -91,6 +95,7 @@ class GenerationModule(CandidateSearch, Inversion, Scoring, Records, pl.Lightnin
         inversion_prompt: str | None = "",
         inversion_guidance_scale: float = 1.0,
         encode_sample: bool = False,
+        encode_refine: DecoderInversion | None = None,
         output_dir: str = "outputs/run",
         retry_failed: bool = False,
         accept: dict[str, float] | None = None,
@@ -127,6 +132,7 @@ class GenerationModule(CandidateSearch, Inversion, Scoring, Records, pl.Lightnin
         self.inversion_prompt = inversion_prompt
         self.inversion_guidance_scale = inversion_guidance_scale
         self.encode_sample = encode_sample
+        self.encode_refine = encode_refine
         self.writer = OutputWriter(output_dir)
         self.retry_failed = retry_failed
         self.accept = Acceptance(accept, self.losses)

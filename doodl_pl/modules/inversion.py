@@ -16,13 +16,13 @@ __all__ = ["Inversion"]
 class Inversion:
     """Initial latents of a batch: seeded noise, or an edit item's inverted photo (a mixin of
     :class:`GenerationModule`: it reads ``backbone``, ``device``, ``state_dtype``,
-    ``encode_sample``, ``inversion_prompt``, ``inversion_guidance_scale``, ``inverts`` and
+    ``encode_sample``, ``encode_refine``, ``inversion_prompt``, ``inversion_guidance_scale``, ``inverts`` and
     ``sampler``, and calls ``noise``, ``condition`` and ``chain``)."""
 
     @torch.no_grad()
     def invert_images(self, items: list[dict[str, Any]]) -> tuple[Tensor, Tensor]:
-        """Load, VAE-encode and invert the items' images through the configured chain (EDICT or
-        BDIA, exactly) → untied (x_T, y_T)."""
+        """Load, VAE-encode (refined by ``encode_refine`` when set) and invert the items' images
+        through the configured chain (EDICT or BDIA, exactly) → untied (x_T, y_T)."""
         size = self.backbone.image_size
         images = torch.stack(
             [load_image(it["image"], size, where=f"item {it['id']!r} `image`") for it in items]
@@ -32,6 +32,8 @@ class Inversion:
             g = item_generator(it["seed"], STREAM_ENCODE) if self.encode_sample else None
             latents.append(self.backbone.encode(images[i : i + 1], self.encode_sample, g))
         z0 = torch.cat(latents)
+        if self.encode_refine is not None:
+            z0 = self.encode_refine(self.backbone.decode, images, z0)
         prompts = [
             self.inversion_prompt if self.inversion_prompt is not None else it["prompt"]
             for it in items

@@ -34,11 +34,9 @@ from ..evaluation import (
 from ..evaluation.results import budget_curve
 from ..outputs import settings_changes
 from .benchmark import (
-    APPS,
     BASE_CONFIGS,
     GUIDE_ACCEPTS,
     METHODS,
-    build_items,
     check_equal_calls,
     fit_run,
     mean_unet_calls,
@@ -47,6 +45,7 @@ from .benchmark import (
     split_top,
 )
 from .evaluation import eval_config
+from .items import APPS, build_items
 from .tuning import HEADLINE, grid_points, parse_grid, pick_best, tuning_score
 
 __all__ = ["main", "parse_sets", "parse_variants", "parser", "run_method"]

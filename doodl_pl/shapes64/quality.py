@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..backbones.decoder_inversion import DecoderInversion
 from ..backbones.stable_diffusion import StableDiffusion
 from ..evaluation.stats import Estimate, proportion
 from ..evaluation.validity import Validity
@@ -83,12 +84,21 @@ def vae_roundtrip(sd: StableDiffusion, images: np.ndarray, batch: int = 64) -> n
 
 
 @torch.no_grad()
-def vae_psnr(sd: StableDiffusion, images: np.ndarray, batch: int = 64) -> list[float]:
-    """PSNR of each image's VAE round trip (posterior mean)."""
+def vae_psnr(
+    sd: StableDiffusion,
+    images: np.ndarray,
+    batch: int = 64,
+    refine: DecoderInversion | None = None,
+) -> list[float]:
+    """PSNR of each image's VAE round trip (posterior mean, refined by ``refine`` when given)."""
     x = to_tensor(images)
     out: list[float] = []
     for i in range(0, len(x), batch):
-        out += psnr(sd.decode(sd.encode(x[i : i + batch])), x[i : i + batch]).tolist()
+        part = x[i : i + batch]
+        z = sd.encode(part)
+        if refine is not None:
+            z = refine(sd.decode, part, z)
+        out += psnr(sd.decode(z), part).tolist()
     return out
 
 
@@ -186,19 +196,33 @@ def aesthetic_correlation(head: AestheticLoss, images: np.ndarray, records: list
 
 
 @torch.no_grad()
-def vae_content_kept(sd: StableDiffusion | None, checks: Shapes64Checks, items: list[dict]) -> dict:
+def vae_content_kept(
+    sd: StableDiffusion | None,
+    checks: Shapes64Checks,
+    items: list[dict],
+    refine: DecoderInversion | None = None,
+    batch: int = 64,
+) -> dict:
     """On edit items (their ``image`` and ``truth``): how much of the content survives the VAE
-    round trip alone (encode → posterior mean → decode), as the edit checks read it. ``sd=None``
-    reads the renders themselves: the judge's own ceiling."""
+    round trip alone (encode → posterior mean, refined by ``refine`` when given → decode), as the
+    edit checks read it. ``sd=None`` reads the renders themselves: the judge's own ceiling."""
     from ..data.images import load_image
 
     per: dict[str, list[bool]] = {"content_kept": [], "shape": [], "outline": [], "color": []}
-    for item in items:
-        x = load_image(item["image"])[None]
-        out = to_uint8(x if sd is None else sd.decode(sd.encode(x)))[0]
-        result = checks.check(out, item["truth"], to_uint8(x)[0])
-        for k in per:
-            per[k].append(result.get(k, 0.0) == 1.0)
+    for i in range(0, len(items), batch):
+        part = items[i : i + batch]
+        x = torch.cat([load_image(item["image"])[None] for item in part])
+        if sd is not None:
+            z = sd.encode(x)
+            if refine is not None:
+                z = refine(sd.decode, x, z)
+            out = to_uint8(sd.decode(z))
+        else:
+            out = to_uint8(x)
+        for item, image, source in zip(part, out, to_uint8(x), strict=True):
+            result = checks.check(image, item["truth"], source)
+            for k in per:
+                per[k].append(result.get(k, 0.0) == 1.0)
     return {k: proportion(v) for k, v in per.items()}
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from ..data.items import write_items
-from .benchmark import OFFSET, _phrase, fid_references
 from .dataset import SPLITS
+from .items import OFFSET, _phrase, fid_references
 from .world import SHAPE_WORD, SHAPES, sample_scene
 
 __all__ = [
