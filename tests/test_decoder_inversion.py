@@ -27,22 +27,42 @@ def test_decoder_inversion_gives_each_photo_back_closer_than_the_encoder(tiny_as
     x = _photos(3)
     z0 = sd.encode(x)
     refine = DecoderInversion(steps=40, lr=0.05)
-    z = refine(sd.decode, x, z0)
+    z = refine(sd, x, z0)
     assert z.shape == z0.shape and not z.requires_grad
     before, after = _error(sd, z0, x), _error(sd, z, x)
     assert (after < 0.7 * before).all(), (before, after)
-    alone = refine(sd.decode, x[1:2], z0[1:2])
+    alone = refine(sd, x[1:2], z0[1:2])
     torch.testing.assert_close(alone, z[1:2], rtol=1e-4, atol=1e-5)
 
 
 def test_decoder_inversion_arguments():
-    assert DecoderInversion(steps=0)(lambda z: z, torch.zeros(2, 3), torch.ones(2, 3)).sum() == 6
+    assert DecoderInversion(steps=0)(None, torch.zeros(2, 3), torch.ones(2, 3)).sum() == 6
     with pytest.raises(ValueError, match="`steps` must be >= 0, got -1"):
         DecoderInversion(steps=-1)
     with pytest.raises(ValueError, match="`lr` must be > 0, got 0"):
         DecoderInversion(lr=0)
     with pytest.raises(ValueError, match="same items, got 2 and 1"):
-        DecoderInversion()(lambda z: z, torch.zeros(2, 3), torch.zeros(1, 3))
+        DecoderInversion()(None, torch.zeros(2, 3), torch.zeros(1, 3))
+
+
+class _Identity:
+    """A decoder that is the identity: the latent is the image (clamped unless told not to)."""
+
+    def __init__(self, always_clamp: bool = False) -> None:
+        self.always_clamp = always_clamp
+
+    def decode(self, z, clamp=True):
+        return z.clamp(0, 1) if clamp or self.always_clamp else z
+
+
+def test_the_fit_does_not_push_the_decoder_past_saturated_pixels():
+    """A photo at exactly 1: the fit lands on 1 (the unclamped error holds it there); through a
+    clamp it would run past 1, where the clamp passes an edit's guide no gradient."""
+    photo, start = torch.ones(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
+    z = DecoderInversion(steps=100, lr=0.05)(_Identity(), photo, start)
+    assert (z - 1).abs().max() < 0.01
+    clamped = DecoderInversion(steps=100, lr=0.05)(_Identity(always_clamp=True), photo, start)
+    assert clamped.min() > 1.1  # what the unclamped fit prevents
 
 
 def test_an_edit_starts_from_the_refined_latent(tiny_assets, tmp_path):
@@ -64,7 +84,7 @@ def test_an_edit_starts_from_the_refined_latent(tiny_assets, tmp_path):
     x0, _ = module.chain(cond).sample(x, y)
     photo = load_image(tiny_assets["image"], 16)[None].to(x0.dtype)
     z_enc = module.backbone.encode(photo)
-    z_ref = refine(module.backbone.decode, photo, z_enc)
+    z_ref = refine(module.backbone, photo, z_enc)
     assert float((x0 - z_ref).norm() / z_ref.norm()) < 1e-5  # the refinement runs in float32
     assert float((z_ref - z_enc).norm() / z_enc.norm()) > 1e-3
     assert _error(module.backbone, x0, photo) < 0.9 * _error(module.backbone, z_enc, photo)

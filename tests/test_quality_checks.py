@@ -107,7 +107,7 @@ class _Vae:
     def encode(self, x):
         return x
 
-    def decode(self, z):
+    def decode(self, z, clamp=True):
         return self.damage(z)
 
 
@@ -129,6 +129,7 @@ def test_vae_content_kept_is_all_for_a_lossless_vae_and_none_for_a_blank_one(tmp
     checks = Shapes64Checks(Validity(**EVAL_CLASSIFIER, num_classes=9, input_size=64))
     kept = vae_content_kept(_Vae(lambda z: z), checks, items)
     assert kept["content_kept"].n == 6 and kept["content_kept"].value == 1.0
+    assert kept.pop("pixels_past_range").value == 0.0  # renders lie in [0, 1]
     assert vae_content_kept(None, checks, items) == kept  # the renders themselves
     blank = vae_content_kept(_Vae(torch.ones_like), checks, items)
     assert blank["content_kept"].value == 0.0 and blank["shape"].value == 0.0

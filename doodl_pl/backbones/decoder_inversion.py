@@ -11,7 +11,7 @@ DPM-Solvers"). On Shapes-64 it raises what the judge reads as kept after the rou
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from torch import Tensor
@@ -19,11 +19,17 @@ from torch import Tensor
 __all__ = ["DecoderInversion"]
 
 
+class Decodes(Protocol):
+    def decode(self, latents: Tensor, clamp: bool = True) -> Tensor: ...
+
+
 class DecoderInversion:
     """Refine encoder latents by Adam on ``Σ_items ‖decode(z) − images‖²``.
 
     Each item's latent moves on its own error only (summed, and Adam's steps are per element),
-    so an item gets the same latent alone or in any batch.
+    so an item gets the same latent alone or in any batch. The fit reads the decoder unclamped:
+    photos hold many pixels at exactly 0 or 1, and through the clamp the fit would push the
+    decoder past them (free of error there), where the clamp passes an edit's guide no gradient.
 
     Args:
         steps: Adam steps; 0 keeps the encoder's latent.
@@ -40,11 +46,9 @@ class DecoderInversion:
     def __repr__(self) -> str:
         return f"DecoderInversion(steps={self.steps}, lr={self.lr})"
 
-    def __call__(
-        self, decode: Callable[[Tensor], Tensor], images: Tensor, latents: Tensor
-    ) -> Tensor:
-        """``latents`` (N, C, h, w) refined so that ``decode`` (latents → images in [0, 1])
-        gives ``images`` (N, 3, H, W) back more closely; detached, in ``latents``' dtype."""
+    def __call__(self, backbone: Decodes, images: Tensor, latents: Tensor) -> Tensor:
+        """``latents`` (N, C, h, w) refined so that ``backbone.decode`` gives ``images``
+        (N, 3, H, W, in [0, 1]) back more closely; detached, in ``latents``' dtype."""
         if images.shape[0] != latents.shape[0]:
             raise ValueError(
                 f"`images` and `latents` must hold the same items, got {images.shape[0]} and "
@@ -58,7 +62,7 @@ class DecoderInversion:
         with torch.enable_grad():
             for _ in range(self.steps):
                 opt.zero_grad(set_to_none=True)
-                err = (decode(z).float() - target).square().sum()
+                err = (backbone.decode(z, clamp=False).float() - target).square().sum()
                 err.backward()
                 opt.step()
         return z.detach().to(latents.dtype)

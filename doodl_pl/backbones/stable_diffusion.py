@@ -174,11 +174,12 @@ class StableDiffusion(nn.Module):
         return TextCondition(embeds, null, guidance_scale)
 
     # -- pixels <-> latents ---------------------------------------------------------------------
-    def decode(self, latents: Tensor) -> Tensor:
-        """Latents → images in [0, 1], differentiable (clamped as in the reference code)."""
+    def decode(self, latents: Tensor, clamp: bool = True) -> Tensor:
+        """Latents → images in [0, 1], differentiable (clamped as in the reference code;
+        ``clamp=False``: the decoder's own range, for fitting a latent to an image)."""
         z = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
-        image = self.vae.decode(z).sample.float()
-        return (image / 2 + 0.5).clamp(0, 1)
+        image = self.vae.decode(z).sample.float() / 2 + 0.5
+        return image.clamp(0, 1) if clamp else image
 
     @torch.no_grad()
     def encode(self, images: Tensor, sample: bool = False, generator=None) -> Tensor:

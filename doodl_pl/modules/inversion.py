@@ -33,7 +33,7 @@ class Inversion:
             latents.append(self.backbone.encode(images[i : i + 1], self.encode_sample, g))
         z0 = torch.cat(latents)
         if self.encode_refine is not None:
-            z0 = self.encode_refine(self.backbone.decode, images, z0)
+            z0 = self.encode_refine(self.backbone, images, z0)
         prompts = [
             self.inversion_prompt if self.inversion_prompt is not None else it["prompt"]
             for it in items

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..backbones.decoder_inversion import DecoderInversion
 from ..backbones.stable_diffusion import StableDiffusion
-from ..evaluation.stats import Estimate, proportion
+from ..evaluation.stats import Estimate, mean, proportion
 from ..evaluation.validity import Validity
 from ..losses.aesthetic import AestheticLoss
 from ..losses.clip_models import ClipModel
@@ -97,7 +97,7 @@ def vae_psnr(
         part = x[i : i + batch]
         z = sd.encode(part)
         if refine is not None:
-            z = refine(sd.decode, part, z)
+            z = refine(sd, part, z)
         out += psnr(sd.decode(z), part).tolist()
     return out
 
@@ -205,25 +205,31 @@ def vae_content_kept(
 ) -> dict:
     """On edit items (their ``image`` and ``truth``): how much of the content survives the VAE
     round trip alone (encode → posterior mean, refined by ``refine`` when given → decode), as the
-    edit checks read it. ``sd=None`` reads the renders themselves: the judge's own ceiling."""
+    edit checks read it, and ``pixels_past_range``: the share of pixels the decoder puts outside
+    [0, 1] (the clamp passes no gradient there). ``sd=None`` reads the renders themselves: the
+    judge's own ceiling."""
     from ..data.images import load_image
 
     per: dict[str, list[bool]] = {"content_kept": [], "shape": [], "outline": [], "color": []}
+    past: list[float] = []
     for i in range(0, len(items), batch):
         part = items[i : i + batch]
         x = torch.cat([load_image(item["image"])[None] for item in part])
         if sd is not None:
             z = sd.encode(x)
             if refine is not None:
-                z = refine(sd.decode, x, z)
-            out = to_uint8(sd.decode(z))
+                z = refine(sd, x, z)
+            raw = sd.decode(z, clamp=False)
+            past += ((raw < 0) | (raw > 1)).flatten(1).float().mean(1).tolist()
+            out = to_uint8(raw.clamp(0, 1))
         else:
             out = to_uint8(x)
         for item, image, source in zip(part, out, to_uint8(x), strict=True):
             result = checks.check(image, item["truth"], source)
             for k in per:
                 per[k].append(result.get(k, 0.0) == 1.0)
-    return {k: proportion(v) for k, v in per.items()}
+    kept = {k: proportion(v) for k, v in per.items()}
+    return kept | ({"pixels_past_range": mean(past)} if past else {})
 
 
 @torch.no_grad()
