@@ -49,12 +49,19 @@ NEEDS = {
 }
 
 
+def _refinement(a: argparse.Namespace) -> tuple[DecoderInversion | None, str]:
+    """``--refine-steps``' decoder inversion (None for 0) and the words that say so."""
+    if not a.refine_steps:
+        return None, ""
+    refine = DecoderInversion(a.refine_steps, a.refine_lr)
+    return refine, f", latents refined by {refine}"
+
+
 def part_vae(out: dict, a: argparse.Namespace) -> None:
     images = np.concatenate([load_split("eval_one", a.n)[0], load_split("eval_two", a.n)[0]])
-    refine = DecoderInversion(a.refine_steps, a.refine_lr) if a.refine_steps else None
+    refine, how = _refinement(a)
     values = quality.vae_psnr(StableDiffusion(a.sd), images, refine=refine)
     out.update(vae_psnr_db=float(np.mean(values)), vae_psnr_db_std=float(np.std(values)))
-    how = f", latents refined by {refine}" if refine else ""
     print(f"VAE reconstruction PSNR{how}: {np.mean(values):.2f} dB (± {np.std(values):.2f} sd, "
           f"{len(values)} held-out renders; target ≥ 28)")  # fmt: skip
 
@@ -64,12 +71,11 @@ def part_vae_content(out: dict, a: argparse.Namespace) -> None:
         path = build_items("aesthetic", a.n, a.items_split, tmp)
         items = [json.loads(line) for line in path.read_text().splitlines()]
         judge = quality.judge()
-        refine = DecoderInversion(a.refine_steps, a.refine_lr) if a.refine_steps else None
+        refine, how = _refinement(a)
         kept = quality.vae_content_kept(StableDiffusion(a.sd), judge, items, refine)
         ceiling = quality.vae_content_kept(None, judge, items)
     out.update({f"vae_roundtrip_{k}": e.value for k, e in kept.items()})
     out.update({f"renders_{k}": e.value for k, e in ceiling.items()})
-    how = f", latents refined by {refine}" if refine else ""
     print(f"VAE round trip alone{how}, {a.n} aesthetic-edit photos ({a.items_split} split): "
           + ", ".join(f"{k} {e}" for k, e in kept.items()))  # fmt: skip
     print("  the same checks on the renders themselves (the judge's ceiling): "

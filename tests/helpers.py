@@ -186,3 +186,24 @@ def _tiny_loss(loss: dict, assets: dict[str, str]) -> None:
             num_classes=5,
             input_size=32,
         )
+
+
+def edit_round_trip(assets, out, **kw):
+    """A float64 DOODL module on one edit item (the tiny photo): ``(module, (x_T, y_T, is_edit),
+    x_0)``, where x_0 is what sampling forward from the inverted pair gives back."""
+    from doodl_pl.losses import ColorLoss
+    from doodl_pl.modules import DoodlModule
+
+    module = DoodlModule(
+        backbone(assets, "float64"),
+        loss=ColorLoss(),
+        num_inference_steps=5,
+        guidance_scale=3.0,
+        output_dir=str(out),
+        **kw,
+    )
+    item = [{"id": "e", "prompt": "a red circle", "seed": 52_640, "image": assets["image"]}]
+    x, y, edit = module.initial_latents(item)
+    cond = module.condition(item, module.inversion_guidance_scale, [""])
+    x0, _ = module.chain(cond).sample(x, y)
+    return module, (x, y, edit), x0

@@ -1,11 +1,9 @@
 import pytest
 import torch
-from helpers import backbone
+from helpers import backbone, edit_round_trip
 
 from doodl_pl.backbones import DecoderInversion
 from doodl_pl.data import load_image
-from doodl_pl.losses import ColorLoss
-from doodl_pl.modules import DoodlModule
 
 
 def _photos(n: int, size: int = 16) -> torch.Tensor:
@@ -70,18 +68,7 @@ def test_an_edit_starts_from_the_refined_latent(tiny_assets, tmp_path):
     inverted pair gives it back, and it decodes closer to the photo than the
     encoder's latent."""
     refine = DecoderInversion(steps=30, lr=0.05)
-    module = DoodlModule(
-        backbone(tiny_assets, "float64"),
-        loss=ColorLoss(),
-        num_inference_steps=5,
-        guidance_scale=3.0,
-        output_dir=str(tmp_path),
-        encode_refine=refine,
-    )
-    item = [{"id": "e", "prompt": "", "seed": 0, "image": tiny_assets["image"]}]
-    x, y, _ = module.initial_latents(item)
-    cond = module.condition(item, module.inversion_guidance_scale, [""])
-    x0, _ = module.chain(cond).sample(x, y)
+    module, _, x0 = edit_round_trip(tiny_assets, tmp_path, encode_refine=refine)
     photo = load_image(tiny_assets["image"], 16)[None].to(x0.dtype)
     z_enc = module.backbone.encode(photo)
     z_ref = refine(module.backbone, photo, z_enc)

@@ -16,8 +16,8 @@ __all__ = ["Inversion"]
 class Inversion:
     """Initial latents of a batch: seeded noise, or an edit item's inverted photo (a mixin of
     :class:`GenerationModule`: it reads ``backbone``, ``device``, ``state_dtype``,
-    ``encode_sample``, ``encode_refine``, ``inversion_prompt``, ``inversion_guidance_scale``, ``inverts`` and
-    ``sampler``, and calls ``noise``, ``condition`` and ``chain``)."""
+    ``encode_sample``, ``encode_refine``, ``inversion_prompt``, ``inversion_guidance_scale``,
+    ``inverts`` and ``sampler``, and calls ``noise``, ``condition`` and ``chain``)."""
 
     @torch.no_grad()
     def invert_images(self, items: list[dict[str, Any]]) -> tuple[Tensor, Tensor]:

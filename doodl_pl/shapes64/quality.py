@@ -74,12 +74,24 @@ def judge(spec: dict | None = None) -> Shapes64Checks:
     return Shapes64Checks(validity(spec))
 
 
+def _round_trip(sd: StableDiffusion, x: Tensor, refine: DecoderInversion | None) -> Tensor:
+    """``x`` through the VAE: posterior mean, refined by ``refine`` when given, decoded without
+    the clamp (the caller clamps, or reads what lies past [0, 1])."""
+    z = sd.encode(x)
+    if refine is not None:
+        z = refine(sd, x, z)
+    return sd.decode(z, clamp=False)
+
+
 @torch.no_grad()
 def vae_roundtrip(sd: StableDiffusion, images: np.ndarray, batch: int = 64) -> np.ndarray:
     """Each uint8 render through the VAE (posterior mean, decode), as uint8 again."""
     x = to_tensor(images)
     return np.concatenate(
-        [to_uint8(sd.decode(sd.encode(x[i : i + batch]))) for i in range(0, len(x), batch)]
+        [
+            to_uint8(_round_trip(sd, x[i : i + batch], None).clamp(0, 1))
+            for i in range(0, len(x), batch)
+        ]
     )
 
 
@@ -95,10 +107,7 @@ def vae_psnr(
     out: list[float] = []
     for i in range(0, len(x), batch):
         part = x[i : i + batch]
-        z = sd.encode(part)
-        if refine is not None:
-            z = refine(sd, part, z)
-        out += psnr(sd.decode(z), part).tolist()
+        out += psnr(_round_trip(sd, part, refine).clamp(0, 1), part).tolist()
     return out
 
 
@@ -216,10 +225,7 @@ def vae_content_kept(
         part = items[i : i + batch]
         x = torch.cat([load_image(item["image"])[None] for item in part])
         if sd is not None:
-            z = sd.encode(x)
-            if refine is not None:
-                z = refine(sd, x, z)
-            raw = sd.decode(z, clamp=False)
+            raw = _round_trip(sd, x, refine)
             past += ((raw < 0) | (raw > 1)).flatten(1).float().mean(1).tolist()
             out = to_uint8(raw.clamp(0, 1))
         else:
