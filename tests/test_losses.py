@@ -246,6 +246,42 @@ def test_classifier_loss_ce_and_bce(tiny_assets):
         ce(images, LossContext({"class_index": [None, 9]}))
 
 
+def test_classifier_keep_loss_is_the_kl_from_the_photos_reading(tiny_assets, tmp_path):
+    """``ClassifierKeepLoss``: KL(p(photo) ‖ p(edit)) per item, against ``F.kl_div`` on the
+    classifier's own logits; 0 for the photo itself; each item reads its own photo; its score is
+    the edit's probability of the photo's top class; a missing photo names the field."""
+    import numpy as np
+    from PIL import Image
+
+    from doodl_pl.data import load_image
+    from doodl_pl.losses import ClassifierKeepLoss
+
+    other = tmp_path / "other.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (20, 24, 3), np.uint8)).save(other)
+    photos = [tiny_assets["image"], str(other)]
+    kw = dict(checkpoint_path=tiny_assets["classifier"], num_classes=5, input_size=32)
+    keep = ClassifierKeepLoss("resnet10t", temperature=2.0, **kw)
+    ctx = LossContext({"image": photos})
+    own = torch.stack([load_image(p) for p in photos[:1]] * 2)
+    edits = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got = keep(edits, ctx)
+        p = torch.stack([keep.logits(load_image(x)[None])[0] for x in photos]) / 2.0
+        q = keep.logits(edits) / 2.0
+        want = F.kl_div(q.log_softmax(-1), p.log_softmax(-1), log_target=True, reduction="none")
+        torch.testing.assert_close(got, want.sum(-1))
+        assert float(got.min()) > 1e-6
+        assert float(keep(own, LossContext({"image": photos[:1] * 2})).max()) < 1e-6
+        top = p.argmax(-1)
+        probs = keep.logits(edits).softmax(-1)
+        torch.testing.assert_close(keep.guide_score(edits, ctx), probs[[0, 1], top])
+    assert keep.score_name == "class_kept"
+    with pytest.raises(ValueError, match="`image`"):
+        keep(edits, LossContext({"image": [photos[0], None]}))
+    with pytest.raises(ValueError, match="temperature"):
+        ClassifierKeepLoss("resnet10t", temperature=0.0, **kw)
+
+
 def test_aesthetic_loss(tiny_assets):
     loss = AestheticLoss(clip_spec(tiny_assets), tiny_assets["head"], target=None)
     images = torch.rand(2, 3, 16, 16)

@@ -4,6 +4,7 @@ from .aesthetic import AestheticHead, AestheticLoss
 from .base import ImageLoss, LossContext
 from .callable import CallableLoss
 from .classifier import ClassifierLoss
+from .classifier_keep import ClassifierKeepLoss
 from .clip import CLIPImageLoss, CLIPTextLoss
 from .clip_models import ClipModel, ClipSpec, spherical_distance
 from .crops import multi_crop
@@ -23,6 +24,7 @@ __all__ = [
     "GuideEnsemble",
     "RandomViews",
     "ClassifierLoss",
+    "ClassifierKeepLoss",
     "ClipModel",
     "ClipSpec",
     "ColorLoss",
