@@ -282,6 +282,25 @@ def test_classifier_keep_loss_is_the_kl_from_the_photos_reading(tiny_assets, tmp
         ClassifierKeepLoss("resnet10t", temperature=0.0, **kw)
 
 
+def test_classifier_loss_warns_when_its_checkpoint_is_read_at_timms_default_side(tiny_assets):
+    """A checkpoint of one's own without ``input_size`` is read at timm's default side for the
+    architecture: the warning names the argument, the side and the file; an explicit side is
+    silent."""
+    import warnings
+
+    import timm
+    from timm.data import resolve_data_config
+
+    side = resolve_data_config({}, model=timm.create_model("resnet10t"))["input_size"][-1]
+    kw = dict(checkpoint_path=tiny_assets["classifier"], num_classes=5)
+    with pytest.warns(UserWarning, match=rf"`input_size` is not set.* {side} px.*cls\.safetensors"):
+        loss = ClassifierLoss("resnet10t", **kw)
+    assert loss.input_size == side
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ClassifierLoss("resnet10t", input_size=32, **kw).input_size == 32
+
+
 def test_aesthetic_loss(tiny_assets):
     loss = AestheticLoss(clip_spec(tiny_assets), tiny_assets["head"], target=None)
     images = torch.rand(2, 3, 16, 16)

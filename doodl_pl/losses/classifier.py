@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import torch
@@ -68,6 +69,16 @@ class ClassifierLoss(ImageLoss):
             self.model.set_grad_checkpointing(True)
         cfg = resolve_data_config({}, model=self.model)
         self.input_size = int(input_size or cfg["input_size"][-1])
+        if input_size is None and checkpoint_path and not pretrained:
+            # A checkpoint of one's own was often trained at another side than timm's default
+            # for the architecture; read at the wrong side it guides toward nonsense, silently.
+            warnings.warn(
+                f"{type(self).__name__}: `input_size` is not set, so images are resized to "
+                f"{self.input_size} px (timm's default for {model_name}); if "
+                f"`checkpoint_path` = {checkpoint_path!r} was trained at another side, set "
+                "`input_size` to it",
+                stacklevel=2,
+            )
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
         self.num_classes, self.target, self.loss = num_classes, target, loss
