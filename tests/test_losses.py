@@ -278,6 +278,16 @@ def test_classifier_keep_loss_is_the_kl_from_the_photos_reading(tiny_assets, tmp
     assert keep.score_name == "class_kept"
     with pytest.raises(ValueError, match="`image`"):
         keep(edits, LossContext({"image": [photos[0], None]}))
+    # Several references: the target is their mean class distribution.
+    refs = ClassifierKeepLoss("resnet10t", temperature=2.0, item_field="reference_images", **kw)
+    with torch.no_grad():
+        got = refs(edits, LossContext({"reference_images": [photos, photos[1:]]}))
+        mean = p.softmax(-1).mean(0)
+        want0 = (mean * (mean.log() - q[0].log_softmax(-1))).sum()
+        torch.testing.assert_close(got[0], want0)
+        torch.testing.assert_close(got[1], want.sum(-1)[1])
+    with pytest.raises(ValueError, match="`reference_images`"):
+        refs(edits, LossContext({"reference_images": [photos, []]}))
     with pytest.raises(ValueError, match="temperature"):
         ClassifierKeepLoss("resnet10t", temperature=0.0, **kw)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -23,7 +25,9 @@ class ClassifierKeepLoss(ClassifierLoss):
     Args:
         model_name, checkpoint_path, num_classes, pretrained, input_size, weight, dtype,
         checkpointing: as in :class:`~doodl_pl.losses.ClassifierLoss`.
-        item_field: the item field that holds the photo's path.
+        item_field: the item field that holds the image(s) to keep: ``image`` (the photo an edit
+            starts from) or ``reference_images`` (a personalization item's references; their
+            mean class distribution).
         temperature: softens both distributions (> 1 keeps the runner-up classes' shares too).
     """
 
@@ -66,14 +70,22 @@ class ClassifierKeepLoss(ClassifierLoss):
         return self._cache[path]
 
     def _photos(self, n: int, ctx: LossContext) -> Tensor:
-        paths = [ctx.field(self.item_field, i) for i in range(n)]
-        missing = [i for i, p in enumerate(paths) if not isinstance(p, str) or not p]
+        fields = [ctx.field(self.item_field, i) for i in range(n)]
+        paths = [[f] if isinstance(f, str) else list(f or []) for f in fields]
+        missing = [i for i, p in enumerate(paths) if not p or not all(p)]
         if missing:
             raise ValueError(
-                f"ClassifierKeepLoss needs each item's `{self.item_field}` (a photo path); "
-                f"items {missing} have none"
+                f"ClassifierKeepLoss needs each item's `{self.item_field}` (an image path or a "
+                f"list of them); items {missing} have none"
             )
-        return torch.stack([self._photo_log_probs(p) for p in paths])
+        # Several images (e.g. a personalization item's references): their mean distribution.
+        return torch.stack(
+            [
+                torch.logsumexp(torch.stack([self._photo_log_probs(q) for q in p]), 0)
+                - math.log(len(p))
+                for p in paths
+            ]
+        )
 
     def forward(self, images: Tensor, ctx: LossContext) -> Tensor:
         photo = self._photos(images.shape[0], ctx)
