@@ -143,6 +143,28 @@ def test_verified_steers_with_the_guide_and_scores_by_the_lesser(tiny_assets):
     assert not any(p.requires_grad for p in loss.verifier.parameters())
 
 
+def test_verified_select_both_ranks_images_by_guide_and_verifier(tiny_assets, tmp_path):
+    """``select="both"``: what the methods compare images by (``selection_loss``, summed with
+    the loss weights by the module's ``item_scores``) is the steering loss plus the verifier's;
+    the default ranks by the steering loss alone, and the gradient is the guide's either way."""
+    images = torch.rand(3, 3, 16, 16)
+    ctx = LossContext({"class_index": [1, 2, 4]})
+    kw = dict(model_name="resnet10t", checkpoint_path=tiny_assets["classifier"], num_classes=5)
+    guide, verifier = ClassifierLoss(input_size=32, **kw), ClassifierLoss(input_size=16, **kw)
+    verifier.weight = 0.5
+    plain, both = Verified(guide, verifier), Verified(guide, verifier, select="both")
+    with torch.no_grad():
+        g, v = guide(images, ctx), verifier(images, ctx)
+        torch.testing.assert_close(plain.selection_loss(images, ctx), g)
+        torch.testing.assert_close(both.selection_loss(images, ctx), g + 0.5 * v)
+        torch.testing.assert_close(both(images, ctx), g)
+    module = doodl(tiny_assets, tmp_path, loss=[Verified(guide, verifier, 3.0, "both")])
+    torch.testing.assert_close(module.item_scores(images, ctx), 3.0 * (g + 0.5 * v))
+    torch.testing.assert_close(module.item_losses(images, ctx), 3.0 * g)
+    with pytest.raises(ValueError, match="`select`"):
+        Verified(guide, verifier, select="verifier")
+
+
 def test_verified_checks_its_arguments(tiny_assets):
     kw = dict(model_name="resnet10t", checkpoint_path=tiny_assets["classifier"], num_classes=5)
     with pytest.raises(ValueError, match="`verifier`"):

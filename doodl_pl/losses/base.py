@@ -53,6 +53,11 @@ class ImageLoss(nn.Module):
     def forward(self, images: Tensor, ctx: LossContext) -> Tensor:
         raise NotImplementedError
 
+    def selection_loss(self, images: Tensor, ctx: LossContext) -> Tensor:
+        """What the methods compare images by (best iterate, best draw), per item, lower is
+        better; the loss itself unless a loss says otherwise (``Verified(select="both")``)."""
+        return self(images, ctx)
+
     def guide_score(self, images: Tensor, ctx: LossContext) -> Tensor | None:
         """The guide's own readable score per item (higher is better), or ``None``."""
         return None

@@ -9,6 +9,8 @@ two, so an image is accepted only when both agree (issue 25: hacking).
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import Tensor
 
@@ -25,13 +27,25 @@ class Verified(ImageLoss):
         verifier: a loss of the same score kind (e.g. two classifiers' ``class_prob``), read
             without gradient and never optimised.
         weight: weight of the whole term when several losses are summed.
+        select: what the methods compare images by (a DOODL run's best iterate, best-of-N's
+            best draw): ``loss``, the steering loss alone; or ``both``, the steering loss plus
+            the verifier's (each with its weight), so the image both networks rate best wins.
 
     Raises:
         ValueError: when the two have no score or scores of different kinds.
     """
 
-    def __init__(self, loss: ImageLoss, verifier: ImageLoss, weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        loss: ImageLoss,
+        verifier: ImageLoss,
+        weight: float = 1.0,
+        select: Literal["loss", "both"] = "loss",
+    ) -> None:
         super().__init__(weight)
+        if select not in ("loss", "both"):
+            raise ValueError(f"`select` must be 'loss' or 'both', got {select!r}")
+        self.select = select
         check_image_loss("loss", loss)
         check_image_loss("verifier", verifier)
         if loss.score_name is None or loss.score_name != verifier.score_name:
@@ -54,3 +68,11 @@ class Verified(ImageLoss):
 
     def forward(self, images: Tensor, ctx: LossContext) -> Tensor:
         return self.loss.weight * self.loss(images, ctx)
+
+    def selection_loss(self, images: Tensor, ctx: LossContext) -> Tensor:
+        """The steering loss, plus the verifier's under ``select="both"``."""
+        own = self.forward(images, ctx)
+        if self.select == "loss":
+            return own
+        with torch.no_grad():
+            return own + self.verifier.weight * self.verifier(images.detach(), ctx)

@@ -279,7 +279,7 @@ class DoodlModule(GenerationModule):
             per_item = per_item + self.prior * gen.to(term) * term
         main = images[: len(rows)].detach()
         with torch.no_grad():
-            scores = self.item_losses(main, self.score_context(sub))
+            scores = self.item_scores(main, self.score_context(sub))
             hits = self.accepted(main, sub, scores)
         ok = torch.isfinite(per_item)
         values = per_item.detach()

@@ -36,12 +36,21 @@ class Scoring:
         return total
 
     @torch.no_grad()
+    def item_scores(self, images: Tensor, ctx: LossContext) -> Tensor:
+        """Weighted sum of every loss's :meth:`~doodl_pl.losses.ImageLoss.selection_loss`, per
+        item: what the methods compare images by (best iterate, best draw); lower is better."""
+        total = images.new_zeros(images.shape[0], dtype=torch.float32)
+        for loss in self.losses:
+            total = total + loss.weight * loss.selection_loss(images, ctx).float()
+        return total
+
+    @torch.no_grad()
     def evaluate(self, latents: Tensor, items) -> tuple[Tensor, Tensor]:
         """Decode final latents and score them with :meth:`score_context` (no graph)."""
         images = self.backbone.decode(latents)
         if not self.losses:
             return images, torch.full((len(items),), float("nan"))
-        return images, self.item_losses(images, self.score_context(items))
+        return images, self.item_scores(images, self.score_context(items))
 
     @property
     def guide_score_names(self) -> list[str]:
