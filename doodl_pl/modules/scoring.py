@@ -3,12 +3,13 @@ acceptance rule."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..losses.base import LossContext
+from ..losses.base import ImageLoss, LossContext
 from ..utils.seeding import STREAM_CROPS, STREAM_SCORE, item_generator
 
 __all__ = ["Scoring"]
@@ -30,18 +31,18 @@ class Scoring:
 
     def item_losses(self, images: Tensor, ctx: LossContext) -> Tensor:
         """Weighted sum of all losses, per item."""
-        total = images.new_zeros(images.shape[0], dtype=torch.float32)
-        for loss in self.losses:
-            total = total + loss.weight * loss(images, ctx).float()
-        return total
+        return self._weighted(images, lambda loss: loss(images, ctx))
 
     @torch.no_grad()
     def item_scores(self, images: Tensor, ctx: LossContext) -> Tensor:
         """Weighted sum of every loss's :meth:`~doodl_pl.losses.ImageLoss.selection_loss`, per
         item: what the methods compare images by (best iterate, best draw); lower is better."""
+        return self._weighted(images, lambda loss: loss.selection_loss(images, ctx))
+
+    def _weighted(self, images: Tensor, per_loss: Callable[[ImageLoss], Tensor]) -> Tensor:
         total = images.new_zeros(images.shape[0], dtype=torch.float32)
         for loss in self.losses:
-            total = total + loss.weight * loss.selection_loss(images, ctx).float()
+            total = total + loss.weight * per_loss(loss).float()
         return total
 
     @torch.no_grad()
