@@ -40,8 +40,8 @@ def main() -> None:
     p.add_argument(
         "--guide",
         default="plain",
-        choices=GUIDES,
-        help="vocabulary: the guide whose gradient is followed",
+        help=f"vocabulary: the guide whose gradient is followed: one of {', '.join(GUIDES)}, or a "
+        "resnet10t .safetensors file",
     )
     p.add_argument(
         "--score",

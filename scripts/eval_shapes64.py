@@ -89,12 +89,15 @@ def part_classifiers(out: dict, a: argparse.Namespace) -> None:
     sd = StableDiffusion(a.sd) if available()["vae"] else None
     roundtrip = None if sd is None else quality.vae_roundtrip(sd, images)
     have = available()
-    for name, spec, key in (
+    nets = [
         ("guide_classifier", GUIDE_CLASSIFIER, "classifier"),
         ("robust_classifier", ROBUST_CLASSIFIER, "classifier_robust"),
         ("eval_classifier", EVAL_CLASSIFIER, "eval_classifier"),
-    ):
-        if not have[key]:
+    ]
+    for path in a.classifier:
+        nets.append((Path(path).stem, {"model_name": "resnet10t", "checkpoint_path": path}, None))
+    for name, spec, key in nets:
+        if key is not None and not have[key]:
             print(f"{name}: skipped, weights missing")
             continue
         net = Validity(**spec, num_classes=9, input_size=64)
@@ -250,6 +253,8 @@ def main() -> None:
                    help="--parts clip, clip_swaps: read the renders after the VAE round trip")  # fmt: skip
     p.add_argument("--relation-clip", action="store_true",
                    help="use the shipped relation CLIP (shapes64/clip_rel) for those parts")  # fmt: skip
+    p.add_argument("--classifier", nargs="+", default=[], metavar="WEIGHTS",
+                   help="--parts classifiers: also read these resnet10t .safetensors files")  # fmt: skip
     p.add_argument("--grid", default=None, help="write the one-object t2i images to this PNG")
     p.add_argument("--seed-base", type=int, default=EVAL_SEEDS,
                    help="first one-object seed; 8000000 with --seeds-per-prompt 4 --two 0 is the\n"

@@ -34,7 +34,12 @@ def main() -> None:
     p.add_argument("--n", type=int, default=48, help="vocabulary items")
     p.add_argument("--draws", type=int, default=8, help="vanilla draws per item")
     p.add_argument("--renders", type=int, default=600, help="held-out one-object renders read")
-    p.add_argument("--guides", nargs="+", default=["plain", "robust", "ensemble"])
+    p.add_argument(
+        "--guides",
+        nargs="+",
+        default=["plain", "robust", "ensemble"],
+        help="names (plain, robust, eot, ensemble) or resnet10t .safetensors files",
+    )
     p.add_argument("--thresholds", nargs="+", type=float, default=[0.5, 0.9, 0.99])
     p.add_argument("--out", default="outputs/agreement")
     a = p.parse_args()

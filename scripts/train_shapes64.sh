@@ -4,7 +4,8 @@
 # text tower, so retrain it after CLIP), guide classifier, aesthetic head, evaluation classifier.
 # `clip_hn` (the hard-negative CLIP experiment), `clip_rel`, `clip_rel_words` then
 # `clip_rel_robust` (the relation CLIP, in three stages; `clip_rel_scratch` is an older first
-# stage), `classifier_robust` (the robust guide option) and `verifier` (a verifier tried and
+# stage), `classifier_robust` (the robust guide option), `classifier_adv` (it, fine-tuned
+# adversarially) and `verifier` (a verifier tried and
 # not shipped) train only when named.
 # Each recipe checkpoints under checkpoints/shapes64/<model>/ and resumes from last.ckpt when
 # rerun; a recipe whose export (or, for a fine-tune that replaces a shipped model, whose installed
@@ -35,6 +36,7 @@ declare -A export=(
   [classifier]=$A/classifier.safetensors
   [classifier_robust]=$A/classifier_robust.safetensors
   [verifier]=outputs/models/verifier/verifier.safetensors
+  [classifier_adv]=outputs/models/classifier_adv/classifier_adv.safetensors
   [eval_classifier]=$A/eval_classifier.safetensors
   [aesthetic]=$A/aesthetic_head.safetensors
 )

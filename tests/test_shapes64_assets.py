@@ -99,3 +99,20 @@ def test_t2i_text_encoder_is_the_shipped_clips_text_tower():
     shipped = CLIPTextModel.from_pretrained(ASSETS / "shapes64" / "sd" / "text_encoder")
     for k, v in shipped.state_dict().items():
         torch.testing.assert_close(v.float(), tower[k].float(), msg=k)
+
+
+@needs("classifier_robust")
+def test_a_vocabulary_guide_is_named_or_a_weights_file(tmp_path):
+    import shutil
+
+    from doodl_pl.shapes64.guides import vocabulary_guide
+
+    own = tmp_path / "my_guide.safetensors"
+    shutil.copy(FILES["classifier_robust"], own)
+    images = torch.rand(2, 3, 64, 64)
+    by_name = vocabulary_guide("robust").logits(images)
+    torch.testing.assert_close(vocabulary_guide(str(own)).logits(images), by_name)
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        vocabulary_guide(str(tmp_path / "missing.safetensors"))
+    with pytest.raises(ValueError, match="or a .safetensors file, got 'robst'"):
+        vocabulary_guide("robst")

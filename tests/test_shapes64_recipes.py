@@ -353,3 +353,24 @@ def test_t2i_uncond_distill_pulls_only_the_empty_prompt_toward_eps_c(monkeypatch
     # more slots than eligible items: padded rows are masked out, not counted twice
     assert (t > 0).all()  # seed 3: t_max = 1 leaves no eligible item
     torch.testing.assert_close(step(2.0, slots=4, t_max=1)[0], main)
+
+
+def test_classifier_recipe_starts_from_an_exported_classifier(tmp_path):
+    from doodl_pl.shapes64.recipes import ClassifierRecipe
+
+    torch.manual_seed(0)
+    trained = ClassifierRecipe(export_dir=str(tmp_path))
+    trained.export()  # float16, as shipped
+    torch.manual_seed(1)
+    fresh = ClassifierRecipe(export_dir=str(tmp_path))
+    torch.manual_seed(1)
+    started = ClassifierRecipe(
+        export_dir=str(tmp_path), init_from=str(tmp_path / "classifier.safetensors")
+    )
+    want = trained.model.state_dict()
+    for key, value in started.model.state_dict().items():
+        assert value.dtype == fresh.model.state_dict()[key].dtype, key
+        if value.is_floating_point():
+            torch.testing.assert_close(value, want[key].half().float(), atol=0, rtol=0)
+    conv = "conv1.0.weight"
+    assert not torch.equal(fresh.model.state_dict()[conv], started.model.state_dict()[conv])

@@ -3,6 +3,8 @@ one under expectation over transformations, and the two as an ensemble (issue 25
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..evaluation.validity import Validity
 from ..losses import EOT, ClassifierLoss, GuideEnsemble, ImageLoss
 from .assets import EVAL_CLASSIFIER, GUIDE_CLASSIFIER, ROBUST_CLASSIFIER
@@ -30,9 +32,14 @@ def judge_loss() -> ClassifierLoss:
 
 
 def vocabulary_guide(kind: str) -> ImageLoss:
-    """The guide ``kind`` (one of :data:`GUIDES`)."""
+    """The guide ``kind``: one of :data:`GUIDES`, or a ``.safetensors`` file of a resnet10t
+    trained on the world (a guide one trained oneself, e.g. ``train_classifier_adv.yaml``'s)."""
+    if kind.endswith(".safetensors"):
+        if not Path(kind).is_file():
+            raise FileNotFoundError(f"guide file {kind!r} does not exist")
+        return classifier({"model_name": "resnet10t", "checkpoint_path": kind})
     if kind not in GUIDES:
-        raise ValueError(f"guide must be one of {GUIDES}, got {kind!r}")
+        raise ValueError(f"guide must be one of {GUIDES} or a .safetensors file, got {kind!r}")
     if kind == "robust":
         return classifier(ROBUST_CLASSIFIER)
     if kind == "eot":

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ...utils.weights import save_weights
+from ...hub import resolve
+from ...utils.weights import load_weights, save_weights
 from ..world import SHAPES
 from .base import Recipe, to01
 from .views import RoundTrip, perturb
@@ -27,6 +28,8 @@ class ClassifierRecipe(Recipe):
         vae_dir: the VAE for ``roundtrip``.
         adversarial_eps: L∞ radius of adversarial training (one signed-gradient step from a
             random start, Wong et al. 2020), in [0, 1] pixel units; 0: off.
+        init_from: start from this exported classifier (a safetensors file or package alias of
+            the same architecture), e.g. to fine-tune the robust guide adversarially.
         export_name: file name of the exported safetensors.
     """
 
@@ -38,6 +41,7 @@ class ClassifierRecipe(Recipe):
         roundtrip: float = 0.0,
         vae_dir: str = "pkg:shapes64/sd/vae",
         adversarial_eps: float = 0.0,
+        init_from: str | None = None,
         lr: float = 2e-3,
         export_dir: str = "pkg:shapes64",
         export_name: str = "classifier.safetensors",
@@ -47,6 +51,10 @@ class ClassifierRecipe(Recipe):
         from timm.data import resolve_data_config
 
         self.model = timm.create_model(model_name, pretrained=False, num_classes=len(SHAPES))
+        if init_from is not None:
+            state = load_weights(resolve(init_from))
+            state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+            self.model.load_state_dict(state)
         cfg = resolve_data_config({}, model=self.model)
         self.register_buffer("mean", torch.tensor(cfg["mean"]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg["std"]).view(1, 3, 1, 1), persistent=False)
