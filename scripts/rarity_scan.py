@@ -32,6 +32,7 @@ from doodl_pl.shapes64.benchmark import fit_run, method_config
 from doodl_pl.shapes64.guides import validity
 from doodl_pl.shapes64.rarity import (
     base_rates,
+    cost_ratios,
     parse_pairs,
     plot_sweep,
     sweep_point,
@@ -56,6 +57,10 @@ def main() -> None:
                    help="--sweep: also DOODL steered by EOT of the robust guide, Verified by the\n"
                    "shipped guide, stopping at 0.99, from the seed and from the best of 9 draws\n"
                    "(5 steps), scored at 0.99 in evaluation_099/")  # fmt: skip
+    p.add_argument("--hybrid", nargs="+", default=[], metavar="K:M",
+                   help="--sweep: also hybrids that draw K candidates at rejection sampling's\n"
+                   "γ 0.5 (its first K draws), stop at the first accepted, else take M DOODL\n"
+                   "steps from the best, as hybrid_k<K>_m<M> (draws one at a time)")  # fmt: skip
     p.add_argument("--out", default="outputs/rarity")
     p.add_argument("--plot", nargs="+", metavar=("PNG", "BIN_DIR"), default=None,
                    help="only plot: calls per accepted valid image against the base rate of the\n"
@@ -69,6 +74,10 @@ def main() -> None:
         for pt in points:
             print(pt["bin"], f"base rate {pt['base_rate']:.3f}",
                   {k: round(v["value"]) if v["value"] < 1e12 else "none" for k, v in pt["methods"].items()})  # fmt: skip
+        for d in a.plot[1:]:
+            ratios = cost_ratios(Path(d))
+            print(f"{Path(d).name}: calls per accepted valid image / rejection sampling's, paired: "
+                  + ", ".join(f"{k} {v}" for k, v in ratios.items()))  # fmt: skip
         plot_sweep(points, Path(a.plot[0]))
         print(f"wrote {a.plot[0]}")
         return
@@ -121,6 +130,14 @@ def sweep(a: argparse.Namespace, out: Path) -> None:
         "doodl": ("doodl", doodl),
         "hybrid": ("doodl", doodl | {"init_candidates": 9, "opt_steps": 5}),
     }
+    for km in a.hybrid:
+        k, m = (int(v) for v in km.split(":"))
+        if k < 1 or m < 1 or k + 3 * m + 1 > 25:
+            raise SystemExit(f"--hybrid {km}: K, M >= 1 with K + 3M + 1 <= 25 (500 UNet calls)")
+        # One draw at a time, as rejection sampling's: an item accepted at its j-th draw costs
+        # j generations, not a whole batch of them.
+        runs[f"hybrid_k{k}_m{m}"] = ("doodl", doodl | {"init_candidates": k, "opt_steps": m,
+                                                        "gamma": 0.5, "candidate_batch": 1})  # fmt: skip
     if a.rs_draws != 25:
         runs[f"rejection_sampling_{a.rs_draws}"] = rejection(a.rs_draws)
     strict = {}
@@ -144,6 +161,8 @@ def sweep(a: argparse.Namespace, out: Path) -> None:
             doodl_main(["evaluate", *(str(out / n) for n in names), "--names", *names, "--items",
                         str(items), "--accept", f"guide_class_prob={least}", "--judge", "validity",
                         "--fid-reference", str(out / "fid_reference"), "--out", str(out / folder)])  # fmt: skip
+            for name, ratio in cost_ratios(out, folder=folder, baseline=next(iter(names))).items():
+                print(f"{name}: {ratio}× the first column's calls per accepted valid image")
 
 
 if __name__ == "__main__":

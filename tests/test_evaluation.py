@@ -605,3 +605,21 @@ def test_grid_shows_the_reference_each_image_is_judged_against_from_the_runs_con
     assert with_ref.getpixel((2 * pad + side + side // 2, 16 + pad + side // 2)) == (0, 0, 255)
     row_b = 16 + pad + (side + 44 + pad) + side // 2  # b has no reference: its cell stays blank
     assert with_ref.getpixel((pad + side // 2, row_b)) == (255, 255, 255)
+
+
+def test_paired_cost_ratio_against_a_hand_count():
+    from doodl_pl.evaluation import paired_cost_ratio
+
+    # A: 300 calls for 2 hits (150 each); B: 400 calls for 1 hit (400): A needs 0.375× B's.
+    calls_a, hits_a = [100, 100, 100], [1, 1, 0]
+    calls_b, hits_b = [200, 100, 100], [0, 1, 0]
+    est = paired_cost_ratio(calls_a, hits_a, calls_b, hits_b, reps=500)
+    assert est.value == pytest.approx(0.375)
+    assert est.lo <= est.value <= est.hi and est.n == 3
+    # resamples without a hit of B make B's cost unbounded (ratio 0), without one of A infinite
+    assert est.lo == 0.0 and math.isinf(est.hi)
+    calls, hits = [100, 300, 200], [1, 1, 2]
+    same = paired_cost_ratio(calls, hits, calls, hits, reps=200)
+    assert (same.value, same.lo, same.hi) == (1.0, 1.0, 1.0)  # items resampled jointly
+    with pytest.raises(ValueError, match="four equal"):
+        paired_cost_ratio([1, 2], [1], [1, 2], [1, 1])

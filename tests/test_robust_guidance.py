@@ -327,3 +327,29 @@ def test_sweep_point_reads_a_bins_base_rate_and_costs(tmp_path):
     assert p["methods"]["doodl"]["lo"] == 500.0
     plot_sweep([p, dict(p, base_rate=0.05, bin="other")], tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 1000
+
+
+def test_cost_ratios_join_items_by_id_and_count_a_failed_item_as_no_image(tmp_path):
+    import json
+
+    from doodl_pl.shapes64.rarity import cost_ratios
+
+    def run(name, calls, hits):
+        root = tmp_path / name
+        root.mkdir()
+        rows = [{"id": i, "unet_calls": c} for i, c in calls.items()]
+        (root / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        ids = list(hits)
+        per_item = {"id": ids, "accepted_valid": [hits[i] for i in ids]}
+        return {"name": name, "root": str(root), "per_item": per_item}
+
+    # rejection sampling: 600 calls for 2 valid images (300 each)
+    rs = run("rejection_sampling", {"a": 100, "b": 200, "c": 300}, {"a": 1.0, "b": 1.0, "c": 0.0})
+    # listed in another order, one item failed (NaN): 500 calls for 1 image, 500 each
+    dd = run("doodl", {"c": 100, "b": 200, "a": 200}, {"c": 1.0, "b": float("nan"), "a": 0.0})
+    (tmp_path / "evaluation").mkdir()
+    (tmp_path / "evaluation" / "results.json").write_text(json.dumps([rs, dd]))
+    ratio = cost_ratios(tmp_path)["doodl"]
+    assert ratio.value == pytest.approx(500 / 300) and ratio.n == 3
+    with pytest.raises(ValueError, match="no column named 'best_of_n'"):
+        cost_ratios(tmp_path, baseline="best_of_n")

@@ -2,12 +2,13 @@
 
 from .cli import main
 from .evaluator import EvalConfig, Evaluator
-from .paired import paired_difference, paired_markdown
+from .paired import paired_cost_ratio, paired_difference, paired_markdown
 from .results import markdown, plot, side_by_side, write_results
 from .run import RunOutputs, load_run
 from .stats import Estimate, bootstrap, mean, proportion
 
 __all__ = [
+    "paired_cost_ratio",
     "paired_difference",
     "paired_markdown",
     "Estimate",

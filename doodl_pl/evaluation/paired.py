@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from .evaluator import PROPORTIONS
-from .stats import Estimate, mean
+from .stats import Estimate, bootstrap, mean
 
-__all__ = ["paired_difference", "paired_markdown"]
+__all__ = ["paired_cost_ratio", "paired_difference", "paired_markdown"]
 
 
 def paired_difference(
@@ -43,6 +44,44 @@ def paired_difference(
     est = mean(diffs)
     est.method = "paired-t"
     return est
+
+
+def paired_cost_ratio(
+    calls_a: Sequence[float],
+    hits_a: Sequence[float],
+    calls_b: Sequence[float],
+    hits_b: Sequence[float],
+    reps: int = 2000,
+    seed: int = 0,
+) -> Estimate:
+    """How many times B's calls per hit A needs, (Σ calls_a / Σ hits_a) / (Σ calls_b / Σ
+    hits_b), over the same items in the same order, with a percentile bootstrap interval that
+    resamples items jointly, so each item's difficulty counts once for both. Infinite where a
+    resample holds no hit of A; 0 where it holds none of B (B's cost unbounded)."""
+    arrays = [np.asarray(v, dtype=np.float64) for v in (calls_a, hits_a, calls_b, hits_b)]
+    n = len(arrays[0])
+    if any(len(v) != n for v in arrays) or n == 0:
+        raise ValueError(
+            f"calls and hits must be four equal, non-empty lists, got {[len(v) for v in arrays]}"
+        )
+    ca, ha, cb, hb = arrays
+
+    def ratio(idx: np.ndarray) -> float:
+        a, b = ha[idx].sum(), hb[idx].sum()
+        if not a:
+            return float("inf")
+        if not b:
+            return 0.0
+        return float((ca[idx].sum() / a) / (cb[idx].sum() / b))
+
+    # Infinite draws would turn the percentiles' interpolation into NaN: cap, then restore.
+    big = np.finfo(np.float64).max / 4
+
+    def capped(idx: np.ndarray) -> float:
+        return min(ratio(idx), big)
+
+    lo, hi = (math.inf if v >= big else v for v in bootstrap(capped, n, reps, seed))
+    return Estimate(ratio(np.arange(n)), lo, hi, n, "paired bootstrap")
 
 
 def paired_markdown(results: list[dict[str, Any]], focus: str) -> str:

@@ -13,13 +13,15 @@ from typing import Any
 import numpy as np
 
 from ..data.items import write_items
+from ..evaluation.paired import paired_cost_ratio
+from ..evaluation.stats import Estimate
 from .dataset import SPLITS
 from .items import OFFSET, _phrase, fid_references
 from .world import SHAPE_WORD, SHAPES, sample_scene
 
 __all__ = [
-    "WORDS", "base_rates", "parse_pairs", "plot_sweep", "sweep_point", "target_items",
-    "word_items",
+    "WORDS", "base_rates", "cost_ratios", "parse_pairs", "plot_sweep", "sweep_point",
+    "target_items", "word_items",
 ]  # fmt: skip
 
 #: Every prompt word of the world (the hidden classes share "polygon").
@@ -108,6 +110,40 @@ def sweep_point(bin_dir: Path, rates: dict[str, list[float]]) -> dict[str, Any]:
             "spent": spent
         }
     return {"bin": bin_dir.name, "base_rate": rate, "methods": methods}
+
+
+def cost_ratios(
+    bin_dir: Path, baseline: str = "rejection_sampling", folder: str = "evaluation"
+) -> dict[str, Estimate]:
+    """Each column's UNet calls per accepted valid image as a multiple of ``baseline``'s, on
+    the bin's items joined by id, with a paired bootstrap interval (what issue 25's "≤ 0.5×"
+    and "≤ 1.0×" compare)."""
+    runs = {r["name"]: r for r in json.loads((bin_dir / folder / "results.json").read_text())}
+    if baseline not in runs:
+        raise ValueError(f"{bin_dir / folder}: no column named {baseline!r}, got {sorted(runs)}")
+
+    def per_item(run: dict[str, Any]) -> dict[str, tuple[float, float]]:
+        lines = (Path(run["root"]) / "manifest.jsonl").read_text().splitlines()
+        calls = {r["id"]: float(r.get("unet_calls") or 0) for r in map(json.loads, lines)}
+        hits = run["per_item"]
+        # A failed item delivered nothing (NaN): no hit, its calls still spent.
+        return {
+            i: (calls.get(i, 0.0), float(np.nan_to_num(v)))
+            for i, v in zip(hits["id"], hits["accepted_valid"], strict=True)
+        }
+
+    base = per_item(runs[baseline])
+    out = {}
+    for name, run in runs.items():
+        if name == baseline:
+            continue
+        mine = per_item(run)
+        ids = [i for i in base if i in mine]
+        out[name] = paired_cost_ratio(
+            [mine[i][0] for i in ids], [mine[i][1] for i in ids],
+            [base[i][0] for i in ids], [base[i][1] for i in ids],
+        )  # fmt: skip
+    return out
 
 
 def plot_sweep(points: list[dict[str, Any]], path: Path) -> None:
