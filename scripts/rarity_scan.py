@@ -131,7 +131,10 @@ def sweep(a: argparse.Namespace, out: Path) -> None:
         "hybrid": ("doodl", doodl | {"init_candidates": 9, "opt_steps": 5}),
     }
     for km in a.hybrid:
-        k, m = (int(v) for v in km.split(":"))
+        try:
+            k, m = (int(v) for v in km.split(":"))
+        except ValueError:
+            raise SystemExit(f"--hybrid {km!r}: expected K:M, e.g. 15:3") from None
         if k < 1 or m < 1 or k + 3 * m + 1 > 25:
             raise SystemExit(f"--hybrid {km}: K, M >= 1 with K + 3M + 1 <= 25 (500 UNet calls)")
         # One draw at a time, as rejection sampling's: an item accepted at its j-th draw costs
