@@ -109,10 +109,22 @@ def main() -> None:
     print(f"\nwrote {out / 'rarity.json'}")
 
 
+def hybrid_split(km: str) -> tuple[int, int]:
+    """``--hybrid K:M`` → (K, M), within the 500-call budget."""
+    try:
+        k, m = (int(v) for v in km.split(":"))
+    except ValueError:
+        raise SystemExit(f"--hybrid {km!r}: expected K:M, e.g. 15:3") from None
+    if k < 1 or m < 1 or k + 3 * m + 1 > 25:
+        raise SystemExit(f"--hybrid {km}: K, M >= 1 with K + 3M + 1 <= 25 (500 UNet calls)")
+    return k, m
+
+
 def sweep(a: argparse.Namespace, out: Path) -> None:
     """The settings of docs/benchmarks.md's "chosen options on the eval split", 500 UNet calls
     at most per item, every method stopping at a target probability of 0.9 (``--verified``: its
     column at 0.99, which both guides must reach)."""
+    hybrids = [hybrid_split(km) for km in a.hybrid]  # bad input fails before any work
     items = target_items(parse_pairs(a.sweep), a.n, a.split, out / "items.jsonl")
     guide = {"class_path": "doodl_pl.losses.ClassifierLoss",
              "init_args": {**ROBUST_CLASSIFIER, "num_classes": len(SHAPES), "input_size": 64}}  # fmt: skip
@@ -130,13 +142,7 @@ def sweep(a: argparse.Namespace, out: Path) -> None:
         "doodl": ("doodl", doodl),
         "hybrid": ("doodl", doodl | {"init_candidates": 9, "opt_steps": 5}),
     }
-    for km in a.hybrid:
-        try:
-            k, m = (int(v) for v in km.split(":"))
-        except ValueError:
-            raise SystemExit(f"--hybrid {km!r}: expected K:M, e.g. 15:3") from None
-        if k < 1 or m < 1 or k + 3 * m + 1 > 25:
-            raise SystemExit(f"--hybrid {km}: K, M >= 1 with K + 3M + 1 <= 25 (500 UNet calls)")
+    for k, m in hybrids:
         # One draw at a time, as rejection sampling's: an item accepted at its j-th draw costs
         # j generations, not a whole batch of them.
         runs[f"hybrid_k{k}_m{m}"] = ("doodl", doodl | {"init_candidates": k, "opt_steps": m,
