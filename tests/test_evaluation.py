@@ -623,3 +623,25 @@ def test_paired_cost_ratio_against_a_hand_count():
     assert (same.value, same.lo, same.hi) == (1.0, 1.0, 1.0)  # items resampled jointly
     with pytest.raises(ValueError, match="four equal"):
         paired_cost_ratio([1, 2], [1], [1, 2], [1, 1])
+
+
+def test_bootstrap_bound_between_two_infinite_draws_is_infinite_not_nan():
+    from doodl_pl.evaluation import bootstrap
+
+    hits = np.array([1, 0, 0, 0, 0, 0, 0, 0])  # most resamples hold no hit: infinite cost
+
+    def cost(idx):
+        return 100 / hits[idx].sum() if hits[idx].sum() else math.inf
+
+    lo, hi = bootstrap(cost, 8)
+    assert 0 < lo <= 100 and hi == math.inf
+    rng = np.random.default_rng(0)
+    draws = [cost(rng.integers(0, 8, 8)) for _ in range(200)]
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(np.percentile(draws, 97.5))  # what plain interpolation gives
+    # a finite statistic keeps numpy's linear interpolation
+    values = np.arange(8.0)
+    lo, hi = bootstrap(lambda idx: float(values[idx].mean()), 8)
+    rng = np.random.default_rng(0)
+    draws = [values[rng.integers(0, 8, 8)].mean() for _ in range(200)]
+    assert (lo, hi) == tuple(np.percentile(draws, [2.5, 97.5]))

@@ -13,7 +13,7 @@ import torch
 from ..losses.clip_models import ClipSpec
 from ..outputs import number
 from .run import RunOutputs
-from .stats import Estimate, bootstrap, mean, proportion
+from .stats import Estimate, bootstrap, calls_per_hit, mean, proportion
 
 __all__ = [
     "EvalPreset",
@@ -218,8 +218,7 @@ class Evaluator:
         valid = np.asarray(accepted_valid[: len(calls)], dtype=np.float64)
 
         def ratio(idx: np.ndarray) -> float:
-            hits = valid[idx].sum()
-            return float(np.nansum(calls[idx]) / hits) if hits else float("inf")
+            return calls_per_hit(calls[idx], valid[idx])
 
         lo, hi = bootstrap(ratio, len(calls), self.cfg.reps)
         return Estimate(ratio(np.arange(len(calls))), lo, hi, len(calls), "bootstrap")

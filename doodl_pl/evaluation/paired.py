@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from .evaluator import PROPORTIONS
-from .stats import Estimate, bootstrap, mean
+from .stats import Estimate, bootstrap, calls_per_hit, mean
 
 __all__ = ["paired_cost_ratio", "paired_difference", "paired_markdown"]
 
@@ -67,20 +67,10 @@ def paired_cost_ratio(
     ca, ha, cb, hb = arrays
 
     def ratio(idx: np.ndarray) -> float:
-        a, b = ha[idx].sum(), hb[idx].sum()
-        if not a:
-            return float("inf")
-        if not b:
-            return 0.0
-        return float((ca[idx].sum() / a) / (cb[idx].sum() / b))
+        a, b = calls_per_hit(ca[idx], ha[idx]), calls_per_hit(cb[idx], hb[idx])
+        return math.inf if math.isinf(a) or not b else a / b  # finite / inf: 0
 
-    # Infinite draws would turn the percentiles' interpolation into NaN: cap, then restore.
-    big = np.finfo(np.float64).max / 4
-
-    def capped(idx: np.ndarray) -> float:
-        return min(ratio(idx), big)
-
-    lo, hi = (math.inf if v >= big else v for v in bootstrap(capped, n, reps, seed))
+    lo, hi = bootstrap(ratio, n, reps, seed)
     return Estimate(ratio(np.arange(n)), lo, hi, n, "paired bootstrap")
 
 

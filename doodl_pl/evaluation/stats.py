@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["Estimate", "bootstrap", "mean", "proportion"]
+__all__ = ["Estimate", "bootstrap", "calls_per_hit", "mean", "proportion"]
 
 Z95 = 1.959963984540054
 
@@ -63,9 +63,21 @@ def bootstrap(
 ) -> tuple[float, float]:
     """Percentile 95 % interval of ``statistic(indices)`` over resampled item indices."""
     rng = np.random.default_rng(seed)
-    draws = [statistic(rng.integers(0, n, n)) for _ in range(reps)]
-    lo, hi = np.percentile(draws, [2.5, 97.5])
-    return float(lo), float(hi)
+    draws = np.array([statistic(rng.integers(0, n, n)) for _ in range(reps)], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bounds = np.percentile(draws, [2.5, 97.5])
+    if not np.isnan(draws).any():
+        # Interpolating between two infinite draws (a cost with no hit) gives NaN: the bound is
+        # that infinite draw.
+        nearest = np.percentile(draws, [2.5, 97.5], method="nearest")
+        bounds = np.where(np.isnan(bounds), nearest, bounds)
+    return float(bounds[0]), float(bounds[1])
+
+
+def calls_per_hit(calls: np.ndarray, hits: np.ndarray) -> float:
+    """Σ calls / Σ hits (what one hit costs); infinite without a hit, the cost unbounded."""
+    total = hits.sum()
+    return float(np.nansum(calls) / total) if total else math.inf
 
 
 _T = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,

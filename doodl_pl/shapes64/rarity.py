@@ -15,6 +15,7 @@ import numpy as np
 from ..data.items import write_items
 from ..evaluation.paired import paired_cost_ratio
 from ..evaluation.stats import Estimate
+from ..outputs import OutputWriter, number
 from .dataset import SPLITS
 from .items import OFFSET, _phrase, fid_references
 from .world import SHAPE_WORD, SHAPES, sample_scene
@@ -123,8 +124,7 @@ def cost_ratios(
         raise ValueError(f"{bin_dir / folder}: no column named {baseline!r}, got {sorted(runs)}")
 
     def per_item(run: dict[str, Any]) -> dict[str, tuple[float, float]]:
-        lines = (Path(run["root"]) / "manifest.jsonl").read_text().splitlines()
-        calls = {r["id"]: float(r.get("unet_calls") or 0) for r in map(json.loads, lines)}
+        calls = {r["id"]: number(r.get("unet_calls")) for r in OutputWriter(run["root"]).records()}
         hits = run["per_item"]
         # A failed item delivered nothing (NaN): no hit, its calls still spent.
         return {
